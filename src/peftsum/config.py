@@ -1,0 +1,129 @@
+"""The experiment config: validated once against the JSON schema, then read as dataclasses."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from peftsum.errors import UserError
+
+
+def load_schema() -> dict:
+    text = resources.files("peftsum").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(validator_class):
+    """A validator that writes each property's default into the instance (as Snakemake does)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _fill_defaults(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"config: {error.message} at '{key}' (allowed keys: {', '.join(allowed)})"
+    return f"config: '{key}': {error.message}"
+
+
+def validate(raw: dict) -> dict:
+    """Return a copy of raw with defaults filled in; raise UserError naming the first bad key."""
+    config = copy.deepcopy(raw or {})
+    # Two passes: the first fills nested defaults that the second then checks.
+    for _ in range(2):
+        errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
+        if errors:
+            raise UserError(_describe(errors[0]))
+    return config
+
+
+def load(path: str | Path) -> dict:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"config file {path} is not valid YAML: {err}") from None
+    return validate(raw)
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _build(cls, values: dict):
+    """Build a dataclass from a validated section, ignoring nested sections it has no field for."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """How an example becomes one token sequence."""
+
+    prefix: str = ""
+    suffix: str = "\nTL;DR:"
+    summary_prefix: str = " "
+    max_length: int = 1024
+    max_target_tokens: int = 128
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TemplateConfig:
+        return _build(cls, values)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters shared by every method; see the schema for each field's meaning."""
+
+    seeds: list = field(default_factory=lambda: [0])
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 500
+    eval_samples: int | None = None
+    patience: int | None = 3
+    log_every: int = 10
+    cpu_bf16: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingConfig:
+        return _build(cls, values)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Test-set evaluation and decoding settings."""
+
+    batch_size: int = 16
+    max_new_tokens: int = 128
+    num_beams: int = 1
+    no_repeat_ngram_size: int = 3
+    baselines: list = field(default_factory=lambda: ["zero_shot", "lead3"])
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EvalConfig:
+        return _build(cls, values)

@@ -1,0 +1,65 @@
+"""Draw a seeded sample from each of the source's own splits, after dropping empty and duplicate rows."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+from peftsum.data.sources import SPLITS
+from peftsum.errors import UserError
+from peftsum.io import read_jsonl, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def clean(rows: list[dict]) -> tuple[list[dict], dict]:
+    """Drop rows with an empty article or summary, then repeated articles (first one kept)."""
+    kept, seen, dropped = [], set(), {"empty": 0, "duplicate": 0}
+    for row in rows:
+        if not row["article"].strip() or not row["highlights"].strip():
+            dropped["empty"] += 1
+        elif row["article"] in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add(row["article"])
+            kept.append(row)
+    return kept, dropped
+
+
+def sample(rows: list[dict], size: int | None, seed: int, split: str) -> list[dict]:
+    if size is None:
+        return rows
+    if size > len(rows):
+        raise UserError(
+            f"data.sizes.{split} = {size} is larger than the {len(rows)} usable rows of the "
+            f"source's {split} split"
+        )
+    # Sorted indices keep the sample in source order, which makes files easy to compare.
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), size))]
+
+
+def run(source_dir: Path, out_dir: Path, sizes: dict, seed: int) -> dict:
+    """Write out_dir/{split}.jsonl and out_dir/stats.json; never mixes the source's splits."""
+    stats = {"seed": seed, "sizes": {}, "source_rows": {}, "dropped": {}}
+    samples = {}
+    test_articles = {row["article"] for row in read_jsonl(Path(source_dir) / "test.jsonl")}
+    for i, split in enumerate(SPLITS):
+        rows = read_jsonl(Path(source_dir) / f"{split}.jsonl")
+        kept, dropped = clean(rows)
+        if split != "test":  # an article that is also a test article must never be trained on
+            before = len(kept)
+            kept = [row for row in kept if row["article"] not in test_articles]
+            dropped["in_test"] = before - len(kept)
+        if not kept:
+            raise UserError(f"no rows left in the {split} split after dropping empty and duplicates")
+        samples[split] = sample(kept, sizes.get(split), seed + i, split)
+        stats["source_rows"][split] = len(rows)
+        stats["dropped"][split] = dropped
+        stats["sizes"][split] = len(samples[split])
+    # Written only once every split is known to be good: no half-written results on error.
+    for split, rows in samples.items():
+        write_jsonl(Path(out_dir) / f"{split}.jsonl", rows)
+    write_json(Path(out_dir) / "stats.json", stats)
+    log.info("split: %s (dropped %s)", stats["sizes"], stats["dropped"])
+    return stats

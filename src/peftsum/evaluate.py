@@ -1,0 +1,125 @@
+"""Test-set evaluation: loss on summary tokens, batched generation, ROUGE, predictions."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from rouge_score import rouge_scorer
+from tqdm import tqdm
+
+from peftsum import models
+from peftsum.config import EvalConfig
+from peftsum.data.batches import collate, collate_sources, sorted_batches
+from peftsum.io import read_jsonl, write_json, write_jsonl
+from peftsum.loss import summary_nll
+from peftsum.methods import Method
+from peftsum.methods.common import load_trainable
+from peftsum.resources import Stopwatch, autocast, device
+from peftsum.text import lead, split_sentences
+
+log = logging.getLogger(__name__)
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+@torch.no_grad()
+def mean_loss(model, examples: list[dict], batch_size: int, pad_id: int, dev, cpu_bf16=False) -> float:
+    """Mean negative log-likelihood per summary token over the whole set (not per batch)."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in sorted_batches([len(e["input_ids"]) for e in examples], batch_size):
+        tensors = {k: v.to(dev) for k, v in collate([examples[i] for i in batch], pad_id).items()}
+        with autocast(dev, cpu_bf16):
+            nll, n = summary_nll(model, tensors)
+        total, count = total + nll.item(), count + n
+    return total / count
+
+
+def decoding_kwargs(cfg: EvalConfig, tokenizer) -> dict:
+    return {"max_new_tokens": cfg.max_new_tokens, "num_beams": cfg.num_beams, "do_sample": False,
+            "no_repeat_ngram_size": cfg.no_repeat_ngram_size, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}
+
+
+@torch.no_grad()
+def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev) -> list[dict]:
+    """Greedy or beam summaries, decoded from the new tokens only, in the order of examples."""
+    model.eval()
+    outputs: list[dict | None] = [None] * len(examples)
+    batches = sorted_batches([e["source_len"] for e in examples], cfg.batch_size)
+    for batch in tqdm(batches, desc="generate", mininterval=5):
+        tensors = {k: v.to(dev) for k, v in
+                   collate_sources([examples[i] for i in batch], tokenizer.pad_token_id).items()}
+        with autocast(dev, cpu_bf16=False):
+            out = model.generate(**tensors, **decoding_kwargs(cfg, tokenizer))
+        new_tokens = out[:, tensors["input_ids"].shape[1]:]  # the prompt is never decoded
+        for i, tokens in zip(batch, new_tokens.tolist()):
+            ended = tokenizer.eos_token_id in tokens
+            tokens = tokens[: tokens.index(tokenizer.eos_token_id)] if ended else tokens
+            outputs[i] = {"text": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+                          "n_tokens": len(tokens), "hit_max": not ended}
+    return outputs
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F1 x 100 with stemming; rougeLsum on newline-split sentences, rougeL without."""
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for pred, ref in zip(predictions, references):
+        scores = scorer.score("\n".join(split_sentences(ref)), "\n".join(split_sentences(pred)))
+        for key in ROUGE_TYPES:
+            totals[key] += scores[key].fmeasure
+    return {key: 100 * value / len(predictions) for key, value in totals.items()}
+
+
+def _summarise(name, kind, seed, refs, preds, extra: dict) -> dict:
+    return {"name": name, "kind": kind, "seed": seed, **extra, **rouge(preds, refs),
+            "n_test": len(refs),
+            "mean_pred_words": sum(len(p.split()) for p in preds) / len(preds),
+            "mean_ref_words": sum(len(r.split()) for r in refs) / len(refs)}
+
+
+def _write(out_dir: Path, metrics: dict, split_rows: list[dict], preds: list[str]) -> dict:
+    write_jsonl(Path(out_dir) / "predictions.jsonl", (
+        {"id": r["id"], "reference": r["highlights"], "prediction": p}
+        for r, p in zip(split_rows, preds)))
+    write_json(Path(out_dir) / "metrics.json", metrics)
+    log.info("%s: %s", metrics["name"], {k: round(metrics[k], 2) for k in ROUGE_TYPES})
+    return metrics
+
+
+def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: EvalConfig,
+              out_dir: Path, method: Method | None = None, weights: Path | None = None,
+              seed: int | None = None) -> dict:
+    """Evaluate a trained method (method + weights) or, with neither, the untrained model."""
+    dev = device()
+    model, tokenizer = models.load(model_dir)
+    if method is not None:
+        model, _ = method.wrap(model, tokenizer)
+        load_trainable(model, weights)
+    model.to(dev)
+    examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
+    test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev)
+    with Stopwatch() as clock:
+        outputs = generate(model, tokenizer, examples, cfg, dev)
+    preds = [o["text"] for o in outputs]
+    n_new = sum(o["n_tokens"] for o in outputs)
+    extra = {"test_loss": test_loss, "perplexity": math.exp(test_loss),
+             "gen_wall_s": clock.seconds, "gen_tokens_per_s": n_new / clock.seconds,
+             "hit_max_new_tokens": sum(o["hit_max"] for o in outputs) / len(outputs)}
+    name, kind = (method.name, method.kind) if method else ("zero_shot", "baseline")
+    return _write(out_dir, _summarise(name, kind, seed, [r["highlights"] for r in split_rows],
+                                      preds, extra), split_rows, preds)
+
+
+def run_lead3(split_test: Path, out_dir: Path) -> dict:
+    """The first three sentences of the article: the classic extractive baseline."""
+    split_rows = read_jsonl(split_test)
+    preds = [lead(r["article"], 3) for r in split_rows]
+    extra = {"test_loss": None, "perplexity": None, "gen_wall_s": None, "hit_max_new_tokens": None}
+    return _write(out_dir, _summarise("lead3", "baseline", None,
+                                      [r["highlights"] for r in split_rows], preds, extra),
+                  split_rows, preds)

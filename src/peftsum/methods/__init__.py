@@ -1,0 +1,86 @@
+"""The method registry: a config entry {kind, hyperparameters} becomes a Method.
+
+Each kind is a small module with Params, apply(model, tokenizer, params), expected_trainable and
+describe. The training loop asks the method; methods never import train or evaluate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from types import ModuleType
+
+from torch import nn
+
+from peftsum.errors import UserError
+from peftsum.methods import last_layers, lora, prompt_tuning
+from peftsum.models import count_parameters
+
+KINDS: dict[str, ModuleType] = {
+    "prompt_tuning": prompt_tuning,
+    "lora": lora,
+    "last_layers": last_layers,
+}
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    trainable: int
+    added: int  # parameters the base model did not have (soft prompt, adapters, an untied head)
+    total: int
+    base_total: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str
+    params: object
+
+    @property
+    def module(self) -> ModuleType:
+        return KINDS[self.kind]
+
+    def describe(self) -> str:
+        return self.module.describe(self.params)
+
+    def hparams(self) -> dict:
+        return {"kind": self.kind, **dataclasses.asdict(self.params)}
+
+    def wrap(self, model: nn.Module, tokenizer) -> tuple[nn.Module, ParamCounts]:
+        """Freeze the model, add what trains, and check the trainable count against the formula."""
+        base_total = count_parameters(model)
+        expected, formula = self.module.expected_trainable(model, self.params)
+        wrapped = self.module.apply(model, tokenizer, self.params)
+        trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+        if trainable != expected:
+            raise RuntimeError(f"{self.name}: {trainable:,} parameters train, formula says "
+                               f"{expected:,} ({formula})")
+        total = count_parameters(wrapped)
+        return wrapped, ParamCounts(trainable, total - base_total, total, base_total, formula)
+
+
+def from_config(name: str, spec: dict) -> Method:
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in KINDS:
+        raise UserError(f"config: methods.{name}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    params_cls = KINDS[kind].Params
+    allowed = [f.name for f in dataclasses.fields(params_cls)]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise UserError(f"config: methods.{name}: unknown key {unknown[0]!r} for kind {kind} "
+                        f"(allowed: {', '.join(allowed)})")
+    if isinstance(spec.get("target_modules"), list):
+        spec["target_modules"] = tuple(spec["target_modules"])
+    return Method(name, kind, params_cls(**spec))
+
+
+def all_from_config(config: dict) -> list[Method]:
+    return [from_config(name, spec) for name, spec in config["methods"].items()]
+
+
+def reserved_positions(methods: list[Method]) -> int:
+    """Positions every example leaves free, so all methods see the same truncated text."""
+    return max((m.params.reserved_positions for m in methods), default=0)

@@ -1,0 +1,151 @@
+"""The functions the workflow's scripts call: one per rule, from the validated config and paths.
+
+`guarded` gives every stage the same start and end: logging to the rule's log file, the thread
+count, and a one-line error (not a traceback) for problems a user can fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from peftsum.config import EvalConfig, TemplateConfig, TrainingConfig
+from peftsum.errors import UserError
+
+log = logging.getLogger("peftsum")
+
+
+def setup_logging(log_file: str | Path | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def guarded(log_file: str | Path | None, threads: int | None = None):
+    """Run a stage: log to log_file; exit 1 with one line on UserError, a logged traceback else."""
+    setup_logging(log_file)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        yield
+    except UserError as err:
+        log.error("%s", err)
+        sys.exit(1)
+    except Exception:
+        log.exception("unexpected error")
+        sys.exit(1)
+
+
+def download_model(config: dict, out_dir: Path) -> dict:
+    from peftsum import models
+
+    return models.materialise(config["model"], Path(out_dir))
+
+
+def download_data(config: dict, out_dir: Path) -> dict:
+    from peftsum.data import sources
+
+    return sources.materialise(config["data"], Path(out_dir))
+
+
+def split(config: dict, source_dir: Path, out_dir: Path) -> dict:
+    from peftsum.data import split as split_module
+
+    data = config["data"]
+    return split_module.run(Path(source_dir), Path(out_dir), data["sizes"], data["seed"])
+
+
+def tokenize(config: dict, model_dir: Path, split_dir: Path, out_dir: Path) -> dict:
+    from peftsum import methods, models
+    from peftsum.data import tokenize as tokenize_module
+
+    tokenizer = models.load_tokenizer(model_dir)
+    reserved = methods.reserved_positions(methods.all_from_config(config))
+    return tokenize_module.run(tokenizer, models.model_info(model_dir)["context_length"],
+                               Path(split_dir), Path(out_dir),
+                               TemplateConfig.from_dict(config["template"]), reserved)
+
+
+def train(config: dict, method_name: str, seed: int, model_dir: Path, data_dir: Path,
+          out_dir: Path) -> dict:
+    from peftsum import methods
+    from peftsum import train as train_module
+
+    method = methods.from_config(method_name, config["methods"][method_name])
+    return train_module.run(Path(model_dir), Path(data_dir), method,
+                            TrainingConfig.from_dict(config["training"]), seed, Path(out_dir))
+
+
+def evaluate(config: dict, model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: Path,
+             method_name: str | None = None, weights: Path | None = None,
+             seed: int | None = None) -> dict:
+    """A trained method when method_name is given, else the untrained model (zero-shot)."""
+    from peftsum import evaluate as evaluate_module
+    from peftsum import methods
+
+    method = methods.from_config(method_name, config["methods"][method_name]) if method_name else None
+    return evaluate_module.run_model(Path(model_dir), Path(tokenized_test), Path(split_test),
+                                     EvalConfig.from_dict(config["evaluation"]), Path(out_dir),
+                                     method, weights, seed)
+
+
+def lead3(split_test: Path, out_dir: Path) -> dict:
+    from peftsum import evaluate as evaluate_module
+
+    return evaluate_module.run_lead3(Path(split_test), Path(out_dir))
+
+
+def aggregate(eval_dirs: list[Path], run_dirs: list[Path], out_tsv: Path, out_json: Path) -> list:
+    from peftsum import aggregate as aggregate_module
+
+    return aggregate_module.run([Path(d) / "metrics.json" for d in eval_dirs],
+                                [Path(d) / "run.json" for d in run_dirs], Path(out_tsv),
+                                Path(out_json))
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    names = ("peftsum", "torch", "transformers", "peft", "snakemake", "rouge-score")
+    return {name: version(name) for name in names}
+
+
+def _hardware() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.processor() or 'cpu'})"
+
+
+def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: list[Path],
+           model_dir: Path, split_stats: Path, tokenize_stats: Path, articles: Path,
+           out_md: Path, out_html: Path) -> None:
+    """Render the report from result files only: no model is loaded here."""
+    import json
+
+    from peftsum import report as report_module
+
+    def label(path: Path) -> str:  # results/train/lora/seed0 -> lora/seed0
+        return "/".join(Path(path).parts[2:])
+
+    setup = {
+        "model": json.loads((Path(model_dir) / "model_info.json").read_text()),
+        "data": {**config["data"], **json.loads(Path(split_stats).read_text())},
+        "tokenize": json.loads(Path(tokenize_stats).read_text()),
+        "template": config["template"], "decoding": config["evaluation"],
+        "training": config["training"], "hardware": _hardware(), "versions": _versions(),
+    }
+    first_seed = {}
+    for d in eval_dirs:
+        name = json.loads((Path(d) / "metrics.json").read_text())["name"]
+        first_seed.setdefault(name, Path(d) / "predictions.jsonl")
+    report_module.render(Path(metrics_json), {label(d): Path(d) / "steps.jsonl" for d in run_dirs},
+                         first_seed, Path(articles), setup, Path(out_md), Path(out_html))

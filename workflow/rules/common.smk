@@ -1,0 +1,36 @@
+from snakemake.exceptions import WorkflowError
+
+from peftsum import config as peftsum_config
+from peftsum import methods as peftsum_methods
+from peftsum.errors import UserError
+
+# Validated once, at start: a typo fails in the first second with the key's name.
+try:
+    config.update(peftsum_config.validate(config))
+    METHODS = [m.name for m in peftsum_methods.all_from_config(config)]
+except UserError as err:
+    raise WorkflowError(str(err)) from None
+
+SEEDS = config["training"]["seeds"]
+SPLITS = ["train", "validation", "test"]
+BASELINES = config["evaluation"]["baselines"]
+MODEL = config["model"]["name"]
+DATASET = config["data"]["name"]
+
+
+wildcard_constraints:
+    method="|".join(METHODS),
+    seed=r"\d+",
+    split="|".join(SPLITS),
+    model=MODEL,
+    dataset=DATASET,
+    baseline="|".join(["zero_shot", "lead3"]),
+
+
+def trained_runs():
+    return expand("results/train/{method}/seed{seed}", method=METHODS, seed=SEEDS)
+
+
+def evaluations():
+    trained = expand("results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS)
+    return trained + expand("results/eval/{baseline}", baseline=BASELINES)

@@ -1,0 +1,51 @@
+rule download_model:
+    output:
+        directory("resources/models/{model}"),
+    log:
+        "logs/download_model/{model}.log",
+    params:
+        model=config["model"],
+    script:
+        "../scripts/download_model.py"
+
+
+rule download_data:
+    output:
+        expand("resources/data/{{dataset}}/{split}.jsonl", split=SPLITS),
+    log:
+        "logs/download_data/{dataset}.log",
+    params:
+        data=config["data"],
+    script:
+        "../scripts/download_data.py"
+
+
+rule split:
+    input:
+        expand("resources/data/{dataset}/{split}.jsonl", dataset=DATASET, split=SPLITS),
+    output:
+        expand("results/data/split/{split}.jsonl", split=SPLITS),
+        stats="results/data/split/stats.json",
+    log:
+        "logs/split/split.log",
+    params:
+        sizes=config["data"]["sizes"],
+        seed=config["data"]["seed"],
+    script:
+        "../scripts/split.py"
+
+
+rule tokenize:
+    input:
+        expand("results/data/split/{split}.jsonl", split=SPLITS),
+        model=f"resources/models/{MODEL}",
+    output:
+        expand("results/data/tokenized/{split}.jsonl", split=SPLITS),
+        stats="results/data/tokenized/stats.json",
+    log:
+        "logs/tokenize/tokenize.log",
+    params:
+        template=config["template"],
+        methods=config["methods"],
+    script:
+        "../scripts/tokenize.py"

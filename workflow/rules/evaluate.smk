@@ -1,0 +1,54 @@
+rule evaluate:
+    input:
+        tokenized="results/data/tokenized/test.jsonl",
+        split="results/data/split/test.jsonl",
+        model=f"resources/models/{MODEL}",
+        weights="results/train/{method}/seed{seed}/trainable.safetensors",
+    output:
+        metrics="results/eval/{method}/seed{seed}/metrics.json",
+        predictions="results/eval/{method}/seed{seed}/predictions.jsonl",
+    log:
+        "logs/evaluate/{method}_seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{method}_seed{seed}.tsv"
+    params:
+        method=lambda wc: config["methods"][wc.method],
+        evaluation=config["evaluation"],
+    threads: 4
+    resources:
+        gpu=1,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_zero_shot:
+    input:
+        tokenized="results/data/tokenized/test.jsonl",
+        split="results/data/split/test.jsonl",
+        model=f"resources/models/{MODEL}",
+    output:
+        metrics="results/eval/zero_shot/metrics.json",
+        predictions="results/eval/zero_shot/predictions.jsonl",
+    log:
+        "logs/evaluate/zero_shot.log",
+    benchmark:
+        "benchmarks/evaluate/zero_shot.tsv"
+    params:
+        evaluation=config["evaluation"],
+    threads: 4
+    resources:
+        gpu=1,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_lead3:
+    input:
+        split="results/data/split/test.jsonl",
+    output:
+        metrics="results/eval/lead3/metrics.json",
+        predictions="results/eval/lead3/predictions.jsonl",
+    log:
+        "logs/evaluate/lead3.log",
+    script:
+        "../scripts/lead3.py"

@@ -1,0 +1,6 @@
+from pathlib import Path
+
+from peftsum import stages
+
+with stages.guarded(snakemake.log[0]):
+    stages.download_data(snakemake.config, Path(snakemake.output[0]).parent)
