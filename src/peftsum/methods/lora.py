@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from peft import LoraConfig, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from peftsum.errors import UserError
 from peftsum.methods.common import MethodParams
@@ -36,8 +37,12 @@ def targets(model: nn.Module, params: Params) -> list[str]:
 
 
 def apply(model: nn.Module, tokenizer, params: Params) -> nn.Module:
+    names = targets(model, params)
+    # GPT-2's Conv1D stores weights as (in, out): PEFT must be told, or it warns and guesses.
+    conv1d = any(isinstance(m, Conv1D) for n, m in model.named_modules() if n.split(".")[-1] in names)
     config = LoraConfig(r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                        target_modules=targets(model, params), bias="none", task_type="CAUSAL_LM")
+                        target_modules=names, fan_in_fan_out=conv1d, bias="none",
+                        task_type="CAUSAL_LM")
     return get_peft_model(model, config)  # freezes the base; only adapters train
 
 
