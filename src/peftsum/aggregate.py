@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from peftsum.io import read_json, write_atomic
 
 COLUMNS = [
     "name",
@@ -131,26 +131,6 @@ def to_tsv(rows: list[dict]) -> str:
     for row in rows:
         writer.writerow(["" if row[col] is None else row[col] for col in COLUMNS])
     return buffer.getvalue()
-
-
-def read_json(path: Path) -> dict | list:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write through a temp file in the same folder, so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results should stay readable when shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _run_key(record: dict) -> tuple[str, int | None]:

@@ -24,6 +24,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results should stay readable when shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -44,6 +45,18 @@ def atomic_dir(path: str | Path):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from peftsum.aggregate import read_json, write_atomic
+from peftsum.io import read_json, read_jsonl, write_atomic
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
 MISSING = "—"
@@ -100,11 +100,6 @@ def render(
 
 
 # ---------------------------------------------------------------- reading inputs
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def read_steps(steps: dict[str, Path]) -> dict[str, list[dict]]:
