@@ -1,7 +1,12 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from peftsum import config as peftsum_config
+from peftsum import stages
 from peftsum.models import gpt2_tokenizer
 
 
@@ -21,3 +26,19 @@ def gpt2(**sizes) -> GPT2LMHeadModel:
 @pytest.fixture
 def tiny_gpt2():
     return gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=128)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """The smoke config's model and tokenized data, built once through the package API."""
+    root = tmp_path_factory.mktemp("smoke")
+    config = peftsum_config.load(ROOT / "tests" / "smoke.yaml")
+    stages.download_model(config, root / "model")
+    stages.download_data(config, root / "source")
+    stages.split(config, root / "source", root / "split")
+    stages.tokenize(config, root / "model", root / "split", root / "tokenized")
+    (root / "config.json").write_text(json.dumps(config))
+    return root, config

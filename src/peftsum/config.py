@@ -108,6 +108,8 @@ class TrainingConfig:
     patience: int | None = 3
     log_every: int = 10
     cpu_bf16: bool = False
+    checkpoint_every: int = 50
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:
@@ -122,6 +124,7 @@ class EvalConfig:
     max_new_tokens: int = 128
     num_beams: int = 1
     no_repeat_ngram_size: int = 3
+    cpu_bf16: bool = False
     baselines: list = field(default_factory=lambda: ["zero_shot", "lead3"])
 
     @classmethod

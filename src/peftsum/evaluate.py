@@ -17,7 +17,7 @@ from peftsum.io import read_jsonl, write_json, write_jsonl
 from peftsum.loss import summary_nll
 from peftsum.methods import Method
 from peftsum.methods.common import load_trainable
-from peftsum.resources import Stopwatch, autocast, device
+from peftsum.resources import Stopwatch, amp_dtype, autocast
 from peftsum.text import lead, split_sentences
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,23 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 @torch.no_grad()
-def mean_loss(model, examples: list[dict], batch_size: int, pad_id: int, dev, cpu_bf16=False) -> float:
-    """Mean negative log-likelihood per summary token over the whole set (not per batch)."""
+def loss_sums(model, examples: list[dict], batch_size: int, pad_id: int, dev,
+              dtype: torch.dtype | None = None) -> tuple[float, int]:
+    """Summed negative log-likelihood of all summary tokens, and their number."""
     model.eval()
     total, count = 0.0, 0
     for batch in sorted_batches([len(e["input_ids"]) for e in examples], batch_size):
         tensors = {k: v.to(dev) for k, v in collate([examples[i] for i in batch], pad_id).items()}
-        with autocast(dev, cpu_bf16):
+        with autocast(dev, dtype):
             nll, n = summary_nll(model, tensors)
         total, count = total + nll.item(), count + n
+    return total, count
+
+
+def mean_loss(model, examples: list[dict], batch_size: int, pad_id: int, dev,
+              dtype: torch.dtype | None = None) -> float:
+    """Mean negative log-likelihood per summary token over the whole set (not per batch)."""
+    total, count = loss_sums(model, examples, batch_size, pad_id, dev, dtype)
     return total / count
 
 
@@ -45,7 +53,8 @@ def decoding_kwargs(cfg: EvalConfig, tokenizer) -> dict:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev) -> list[dict]:
+def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev,
+             dtype: torch.dtype | None = None) -> list[dict]:
     """Greedy or beam summaries, decoded from the new tokens only, in the order of examples."""
     model.eval()
     outputs: list[dict | None] = [None] * len(examples)
@@ -53,7 +62,7 @@ def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev) -> li
     for batch in tqdm(batches, desc="generate", mininterval=5):
         tensors = {k: v.to(dev) for k, v in
                    collate_sources([examples[i] for i in batch], tokenizer.pad_token_id).items()}
-        with autocast(dev, cpu_bf16=False):
+        with autocast(dev, dtype):
             out = model.generate(**tensors, **decoding_kwargs(cfg, tokenizer))
         new_tokens = out[:, tensors["input_ids"].shape[1]:]  # the prompt is never decoded
         for i, tokens in zip(batch, new_tokens.tolist()):
@@ -95,16 +104,17 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
               out_dir: Path, method: Method | None = None, weights: Path | None = None,
               seed: int | None = None) -> dict:
     """Evaluate a trained method (method + weights) or, with neither, the untrained model."""
-    dev = device()
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = amp_dtype(dev, cfg.cpu_bf16)
     model, tokenizer = models.load(model_dir)
     if method is not None:
         model, _ = method.wrap(model, tokenizer)
         load_trainable(model, weights)
     model.to(dev)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
-    test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev)
+    test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)
     with Stopwatch() as clock:
-        outputs = generate(model, tokenizer, examples, cfg, dev)
+        outputs = generate(model, tokenizer, examples, cfg, dev, dtype)
     preds = [o["text"] for o in outputs]
     n_new = sum(o["n_tokens"] for o in outputs)
     extra = {"test_loss": test_loss, "perplexity": math.exp(test_loss),

@@ -97,7 +97,9 @@ def _random_gpt2(cfg: dict):
     seed = sizes.pop("seed")
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(seed)  # seeded before the random init, so the model is reproducible
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), **sizes))
+    # No dropout: a test model's runs then compare exactly across process counts and restarts.
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), resid_pdrop=0.0, embd_pdrop=0.0,
+                                       attn_pdrop=0.0, **sizes))
     return model, tokenizer, {"random": cfg["random"]}
 
 

@@ -3,35 +3,84 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
+import threading
 import time
 
 import torch
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def amp_dtype(dev: torch.device, cpu_bf16: bool) -> torch.dtype | None:
+    """bf16 on GPUs that support it (fp16 on older ones) and, when asked, on CPUs; else fp32."""
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_bf16 else None
 
 
-def autocast(dev: torch.device, cpu_bf16: bool):
-    """bf16 autocast on GPUs that support it and, when asked, on CPUs; trainable weights stay fp32."""
-    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if dev.type == "cpu" and cpu_bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(dev: torch.device, dtype: torch.dtype | None):
+    """Autocast to dtype (None: full precision); trainable weights stay fp32 either way."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=dtype)
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def peak_gpu_mb() -> float | None:
-    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+def peak_gpu_mb() -> dict:
+    """Peak GPU memory allocated by tensors and reserved by the caching allocator."""
+    if not torch.cuda.is_available():
+        return {"peak_gpu_mb": None, "peak_gpu_reserved_mb": None}
+    return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved() / 2**20}
 
 
 def device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+class GpuMonitor:
+    """Mean GPU utilisation and energy over a block, through NVML (nvidia-ml-py) when installed."""
+
+    def __init__(self, dev: torch.device, every: float = 1.0):
+        self.dev, self.every, self.samples, self.energy_j = dev, every, [], None
+        self._stop = threading.Event()
+        self._nvml = self._handle() if dev.type == "cuda" else None
+
+    def _handle(self):
+        try:
+            import pynvml
+        except ImportError:
+            return None
+        pynvml.nvmlInit()
+        index = int(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[self.dev.index or 0])
+        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)
+
+    def _sample(self):
+        nvml, handle = self._nvml
+        while not self._stop.wait(self.every):
+            self.samples.append(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+    def __enter__(self):
+        if self._nvml:
+            nvml, handle = self._nvml
+            self._energy_start = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._nvml:
+            self._stop.set()
+            self._thread.join()
+            nvml, handle = self._nvml
+            self.energy_j = (nvml.nvmlDeviceGetTotalEnergyConsumption(handle) - self._energy_start) / 1e3
+
+    def summary(self) -> dict:
+        util = sum(self.samples) / len(self.samples) if self.samples else None
+        return {"gpu_util_pct": util, "gpu_energy_j": self.energy_j}
 
 
 class Stopwatch:
@@ -47,3 +96,34 @@ class Stopwatch:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+# Dense bf16/fp16 tensor-core peaks from the vendors' data sheets, matched on the device name.
+# More specific names first: "H100 PCIe" must win over "H100".
+PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12),
+              ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12), ("RTX 4090", 165e12),
+              ("V100", 125e12), ("T4", 65e12)]
+
+
+def peak_flops(name: str) -> float | None:
+    return next((peak for key, peak in PEAK_FLOPS if key in name), None)
+
+
+def training_flops_per_token(base: torch.nn.Module, blocks, head: torch.nn.Module) -> dict:
+    """Model FLOPs per real token of one training step, attention scores left out.
+
+    forward: 2 x (block + head parameters); activation gradients: 2 x the parameters from the
+    lowest trained layer up (prompt tuning and LoRA go all the way down, a trained head alone
+    needs none); weight gradients: 2 x the trained parameters of those layers.
+    """
+    block_sizes = [sum(p.numel() for p in b.parameters()) for b in blocks]
+    head_size = head.weight.numel()
+    trained_blocks = [i for i, b in enumerate(blocks) if any(p.requires_grad for p in b.parameters())]
+    in_stack = {id(p) for m in [*blocks, head] for p in m.parameters()}
+    below_stack = any(p.requires_grad and id(p) not in in_stack for p in base.parameters())
+    lowest = 0 if below_stack else (trained_blocks[0] if trained_blocks else len(blocks))
+    activation = 2 * sum(block_sizes[lowest:]) + (2 * head_size if lowest < len(blocks) else 0)
+    weights = 2 * sum(p.numel() for m in [*blocks, head] for p in m.parameters() if p.requires_grad)
+    forward = 2 * (sum(block_sizes) + head_size)
+    return {"forward": forward, "activation_backward": activation, "weight_backward": weights,
+            "total": forward + activation + weights}

@@ -11,8 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
+from peftsum import gpu
 from peftsum.config import EvalConfig, TemplateConfig, TrainingConfig
 from peftsum.errors import UserError
+from peftsum.io import write_json
 
 log = logging.getLogger("peftsum")
 
@@ -27,15 +29,17 @@ def setup_logging(log_file: str | Path | None) -> None:
 
 
 @contextlib.contextmanager
-def guarded(log_file: str | Path | None, threads: int | None = None):
-    """Run a stage: log to log_file; exit 1 with one line on UserError, a logged traceback else."""
+def guarded(log_file: str | Path | None, threads: int | None = None, gpus: int | None = None):
+    """Run a stage: log to log_file, lease `gpus` GPUs (before CUDA starts), set the CPU threads;
+    exit 1 with one line on UserError, with a logged traceback on anything else."""
     setup_logging(log_file)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     try:
-        yield
+        leased = gpu.lease(gpus) if gpus is not None else None
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        yield leased
     except UserError as err:
         log.error("%s", err)
         sys.exit(1)
@@ -75,13 +79,36 @@ def tokenize(config: dict, model_dir: Path, split_dir: Path, out_dir: Path) -> d
 
 
 def train(config: dict, method_name: str, seed: int, model_dir: Path, data_dir: Path,
-          out_dir: Path) -> dict:
+          out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1) -> dict | None:
+    """Train in this process, or data-parallel over `processes` ranks through torchrun."""
+    if processes > 1:
+        return _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoint_dir,
+                         processes)
     from peftsum import methods
     from peftsum import train as train_module
 
     method = methods.from_config(method_name, config["methods"][method_name])
     return train_module.run(Path(model_dir), Path(data_dir), method,
-                            TrainingConfig.from_dict(config["training"]), seed, Path(out_dir))
+                            TrainingConfig.from_dict(config["training"]), seed, Path(out_dir),
+                            Path(checkpoint_dir) if checkpoint_dir else None)
+
+
+def _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoint_dir,
+              processes) -> None:
+    import subprocess
+
+    # The ranks read the resolved config from a file beside the checkpoint (not an output).
+    config_file = Path(checkpoint_dir or out_dir) / "config.json"
+    write_json(config_file, config)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", "-m", "peftsum", "train",
+               "--config", str(config_file), "--method", method_name, "--seed", str(seed),
+               "--model", str(model_dir), "--data", str(data_dir), "--out", str(out_dir)]
+    if checkpoint_dir:
+        command += ["--checkpoint-dir", str(checkpoint_dir)]
+    log.info("data-parallel over %d processes: %s", processes, " ".join(command))
+    if subprocess.run(command, check=False).returncode:
+        raise UserError(f"torchrun training of {method_name} failed (see the log above)")
 
 
 def evaluate(config: dict, model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: Path,

@@ -14,8 +14,12 @@ rule train:
     params:
         method=lambda wc: config["methods"][wc.method],
         training=config["training"],
+        # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
+        checkpoint_dir="results/checkpoints/{method}/seed{seed}",
     threads: 4
     resources:
+        # GPUs per job (0 = CPU); a profile can raise it (set-resources: train: gpu: 2), which
+        # turns the job into a torchrun data-parallel run over the leased GPUs.
         gpu=1,
     script:
         "../scripts/train.py"

@@ -3,7 +3,7 @@ from pathlib import Path
 from peftsum import stages
 
 trained = hasattr(snakemake.input, "weights")  # the zero-shot baseline has none
-with stages.guarded(snakemake.log[0], snakemake.threads):
+with stages.guarded(snakemake.log[0], snakemake.threads, snakemake.resources.gpu):
     stages.evaluate(snakemake.config, snakemake.input.model, snakemake.input.tokenized,
                     snakemake.input.split, Path(snakemake.output.metrics).parent,
                     method_name=snakemake.wildcards.method if trained else None,

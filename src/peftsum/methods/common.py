@@ -54,6 +54,13 @@ def load_trainable(model: torch.nn.Module, path) -> None:
             params[name].copy_(tensor)
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model inside a method's wrapper (a soft-prompt wrapper, a PeftModel)."""
+    if hasattr(model, "get_base_model"):
+        return model.get_base_model()
+    return getattr(model, "base", model)
+
+
 def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The transformer blocks of a causal LM (GPT-2 calls them h, Llama layers)."""
     base = model.base_model

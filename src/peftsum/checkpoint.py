@@ -1,0 +1,63 @@
+"""Resumable training state: written atomically every N steps, outside Snakemake's outputs.
+
+Snakemake deletes a failed job's declared outputs; the checkpoint folder is not one, so a
+restarted job finds it. Loaded with weights_only=True: plain tensors, numbers and strings only.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from peftsum.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FILE = "checkpoint.pt"
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        # numpy's state holds an ndarray, which weights_only loading refuses: store a tensor.
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(folder: Path, state: dict) -> None:
+    with atomic_path(Path(folder) / FILE) as tmp:
+        torch.save({**state, "rng": rng_state()}, tmp)
+
+
+def load(folder: Path, fingerprint: str) -> dict | None:
+    """The saved state when it belongs to this run (same settings), else None."""
+    path = Path(folder) / FILE
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        log.warning("ignoring %s: it was written with other settings", path)
+        return None
+    set_rng_state(state["rng"])
+    log.info("resuming from %s at step %d", path, state["step"])
+    return state
+
+
+def remove(folder: Path) -> None:
+    (Path(folder) / FILE).unlink(missing_ok=True)

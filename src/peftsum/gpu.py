@@ -1,0 +1,107 @@
+"""Give each concurrent job its own GPUs: one lock file per GPU id, taken with a non-blocking flock.
+
+`snakemake --resources gpu=2` bounds how many GPUs the running jobs ask for, but not which ones
+they use: without a lease every job would pick GPU 0. The kernel drops a flock when its process
+dies, even on SIGKILL, so a crashed job never keeps a GPU. The lease sets CUDA_VISIBLE_DEVICES,
+so it must run before CUDA starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+
+
+def default_lock_dir() -> Path:
+    return Path(os.environ.get("PEFTSUM_GPU_LOCK_DIR",
+                               Path(tempfile.gettempdir()) / "peftsum-gpu-locks"))
+
+
+def visible_gpu_ids() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [i.strip() for i in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if i.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+class Lease:
+    """Holds the lock files of the GPUs taken; they stay taken until release() or process exit."""
+
+    def __init__(self, ids: list[str], files: list):
+        self.ids, self._files = ids, files
+
+    def release(self) -> None:
+        for f in self._files:
+            f.close()  # closing the descriptor drops the flock
+        self._files = []
+
+
+def _try_lock(lock_dir: Path, gpu_id: str):
+    f = open(lock_dir / f"gpu{gpu_id}.lock", "a+")  # noqa: SIM115 (held open for the job's life)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _take(n: int, ids: list[str], lock_dir: Path) -> Lease | None:
+    taken, files = [], []
+    for gpu_id in ids:
+        if (f := _try_lock(lock_dir, gpu_id)) is not None:
+            taken.append(gpu_id)
+            files.append(f)
+        if len(taken) == n:
+            return Lease(taken, files)
+    Lease(taken, files).release()  # all or nothing: never sit on part of a request
+    return None
+
+
+def lease(n: int, ids: list[str] | None = None, lock_dir: Path | None = None,
+          timeout: float | None = None) -> Lease:
+    """Take n free GPUs among ids (default: the visible ones) and set CUDA_VISIBLE_DEVICES.
+
+    Under SLURM the scheduler has already given the job its own GPUs (renumbered from 0 inside
+    the job), so locks would only collide between jobs: the lease then stays out of the way.
+    """
+    if n == 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return Lease([], [])
+    ids = visible_gpu_ids() if ids is None else ids
+    if "SLURM_JOB_ID" in os.environ and "CUDA_VISIBLE_DEVICES" in os.environ:
+        log.info("SLURM job %s: using its GPUs %s, no lease", os.environ["SLURM_JOB_ID"], ids)
+        return Lease(ids, [])
+    if not ids:
+        log.info("no GPU visible: running on the CPU")
+        return Lease([], [])
+    if n > len(ids):
+        raise RuntimeError(f"asked for {n} GPUs, only {len(ids)} visible ({','.join(ids)})")
+    lock_dir = Path(lock_dir or default_lock_dir())
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    while (got := _take(n, ids, lock_dir)) is None:
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"no {n} free GPUs among {','.join(ids)} after {timeout:.0f} s")
+        time.sleep(POLL_SECONDS)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(got.ids)
+    log.info("leased GPU %s (CUDA_VISIBLE_DEVICES=%s)", ",".join(got.ids), ",".join(got.ids))
+    return got

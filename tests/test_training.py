@@ -1,0 +1,90 @@
+"""The training loop's promises: resume after SIGKILL, DDP on CPU, schedules and accounting."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_command(root: Path, out: Path, method="lora", extra=()):
+    return ["-m", "peftsum", "train", "--config", str(root / "config.json"), "--method", method,
+            "--seed", "0", "--model", str(root / "model"), "--data", str(root / "tokenized"),
+            "--out", str(out), *extra]
+
+
+def run(args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          check=False, timeout=600, **kwargs)
+
+
+def weights(folder: Path) -> dict:
+    return load_file(str(folder / "trainable.safetensors"))
+
+
+def val_losses(folder: Path) -> list[float]:
+    rows = [json.loads(line) for line in (folder / "steps.jsonl").read_text().splitlines()]
+    return [r["val_loss"] for r in rows if "val_loss" in r]
+
+
+def test_resumes_after_sigkill_with_the_same_result(smoke, tmp_path):
+    root, _ = smoke
+    reference = run(train_command(root, tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    checkpoints = tmp_path / "ckpt"
+    args = train_command(root, tmp_path / "run", extra=["--checkpoint-dir", str(checkpoints)])
+    job = subprocess.Popen([sys.executable, *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)  # mid-epoch, right after the first checkpoint
+    job.wait()
+    assert (checkpoints / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "run.json").exists()
+
+    resumed = run(args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+    ref, got = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    assert ref.keys() == got.keys()
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
+    assert val_losses(tmp_path / "run") == pytest.approx(val_losses(tmp_path / "ref"), rel=1e-5)
+    assert not (checkpoints / "checkpoint.pt").exists()  # removed once the run is complete
+
+
+def test_ddp_on_cpu_follows_the_single_process_loss_curve(smoke, tmp_path):
+    root, config = smoke
+    config["training"]["grad_accum"] = 2  # two ranks share each step's two micro-batches
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for name in ("model", "tokenized"):
+        (tmp_path / name).symlink_to(root / name)
+    single = run(train_command(tmp_path, tmp_path / "one"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               *train_command(tmp_path, tmp_path / "two")])
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+
+    def curve(folder):
+        rows = [json.loads(line) for line in (folder / "steps.jsonl").read_text().splitlines()]
+        return [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
+
+    one, two = curve(tmp_path / "one"), curve(tmp_path / "two")
+    assert [s for s, _ in one] == [s for s, _ in two] and one
+    assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], rel=1e-4)
+    assert val_losses(tmp_path / "two") == pytest.approx(val_losses(tmp_path / "one"), rel=1e-4)
+    run_info = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run_info["hparams"]["world_size"] == 2
+    assert run_info["resources"]["samples_seen"] == json.loads(
+        (tmp_path / "one" / "run.json").read_text())["resources"]["samples_seen"]
