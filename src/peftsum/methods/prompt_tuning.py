@@ -45,7 +45,8 @@ class SoftPromptModel(nn.Module):
     def forward(self, input_ids, attention_mask, **kwargs):
         embeds, mask = self._embed(input_ids, attention_mask)
         out = self.base(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-        out.logits = out.logits[:, self.soft_prompt.shape[0]:]  # align with input_ids
+        if not kwargs.get("logits_to_keep"):  # all positions: drop the prompt's, align with input_ids
+            out.logits = out.logits[:, self.soft_prompt.shape[0]:]
         return out
 
     @torch.no_grad()
