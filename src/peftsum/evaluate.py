@@ -73,28 +73,37 @@ def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev,
     return outputs
 
 
-def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean F1 x 100 with stemming; rougeLsum on newline-split sentences, rougeL without."""
+def rouge_per_example(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
+    """F1 x 100 with stemming; rougeLsum on newline-split sentences, rougeL without."""
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    rows = []
     for pred, ref in zip(predictions, references):
         scores = scorer.score("\n".join(split_sentences(ref)), "\n".join(split_sentences(pred)))
-        for key in ROUGE_TYPES:
-            totals[key] += scores[key].fmeasure
-    return {key: 100 * value / len(predictions) for key, value in totals.items()}
+        rows.append({key: 100 * scores[key].fmeasure for key in ROUGE_TYPES})
+    return rows
 
 
-def _summarise(name, kind, seed, refs, preds, extra: dict) -> dict:
-    return {"name": name, "kind": kind, "seed": seed, **extra, **rouge(preds, refs),
-            "n_test": len(refs),
-            "mean_pred_words": sum(len(p.split()) for p in preds) / len(preds),
-            "mean_ref_words": sum(len(r.split()) for r in refs) / len(refs)}
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F1 x 100 over the examples."""
+    rows = rouge_per_example(predictions, references)
+    return {key: sum(r[key] for r in rows) / len(rows) for key in ROUGE_TYPES}
 
 
-def _write(out_dir: Path, metrics: dict, split_rows: list[dict], preds: list[str]) -> dict:
-    write_jsonl(Path(out_dir) / "predictions.jsonl", (
-        {"id": r["id"], "reference": r["highlights"], "prediction": p}
-        for r, p in zip(split_rows, preds)))
+def _write(out_dir: Path, name: str, kind: str, seed: int | None, split_rows: list[dict],
+           preds: list[str], extra: dict, per_example: list[dict] | None = None) -> dict:
+    """predictions.jsonl with per-example scores (for bootstrap statistics) and metrics.json."""
+    refs = [r["highlights"] for r in split_rows]
+    scores = rouge_per_example(preds, refs)
+    rows = [{"id": r["id"], "reference": ref, "prediction": p, **s, **(e or {}),
+             "pred_words": len(p.split()), "ref_words": len(ref.split())}
+            for r, ref, p, s, e in zip(split_rows, refs, preds, scores,
+                                       per_example or [None] * len(preds))]
+    metrics = {"name": name, "kind": kind, "seed": seed, **extra,
+               **{k: sum(s[k] for s in scores) / len(scores) for k in ROUGE_TYPES},
+               "n_test": len(refs),
+               "mean_pred_words": sum(r["pred_words"] for r in rows) / len(rows),
+               "mean_ref_words": sum(r["ref_words"] for r in rows) / len(rows)}
+    write_jsonl(Path(out_dir) / "predictions.jsonl", rows)
     write_json(Path(out_dir) / "metrics.json", metrics)
     log.info("%s: %s", metrics["name"], {k: round(metrics[k], 2) for k in ROUGE_TYPES})
     return metrics
@@ -121,8 +130,8 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
              "gen_wall_s": clock.seconds, "gen_tokens_per_s": n_new / clock.seconds,
              "hit_max_new_tokens": sum(o["hit_max"] for o in outputs) / len(outputs)}
     name, kind = (method.name, method.kind) if method else ("zero_shot", "baseline")
-    return _write(out_dir, _summarise(name, kind, seed, [r["highlights"] for r in split_rows],
-                                      preds, extra), split_rows, preds)
+    per_example = [{"gen_tokens": o["n_tokens"], "hit_max": o["hit_max"]} for o in outputs]
+    return _write(out_dir, name, kind, seed, split_rows, preds, extra, per_example)
 
 
 def run_lead3(split_test: Path, out_dir: Path) -> dict:
@@ -130,6 +139,4 @@ def run_lead3(split_test: Path, out_dir: Path) -> dict:
     split_rows = read_jsonl(split_test)
     preds = [lead(r["article"], 3) for r in split_rows]
     extra = {"test_loss": None, "perplexity": None, "gen_wall_s": None, "hit_max_new_tokens": None}
-    return _write(out_dir, _summarise("lead3", "baseline", None,
-                                      [r["highlights"] for r in split_rows], preds, extra),
-                  split_rows, preds)
+    return _write(out_dir, "lead3", "baseline", None, split_rows, preds, extra)
