@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,22 @@ def smoke(tmp_path_factory):
     stages.tokenize(config, root / "model", root / "split", root / "tokenized")
     (root / "config.json").write_text(json.dumps(config))
     return root, config
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the workflow in workdir (results/, logs/ ... land there), offline."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # Targets first: --configfile takes several values and would swallow them.
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--cores", "2", *args, "--directory", str(workdir), "--configfile", str(configfile)]
+    return subprocess.run(command, check=False, capture_output=True, text=True, env=env,
+                          timeout=900)
+
+
+@pytest.fixture(scope="session")
+def smoke_workflow(tmp_path_factory):
+    """The whole workflow on the smoke config, run once for every test that reads its results."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    done = snakemake(workdir, ROOT / "tests" / "smoke.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir

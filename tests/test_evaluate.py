@@ -5,7 +5,7 @@ import torch
 
 from peftsum.config import EvalConfig, TemplateConfig
 from peftsum.data import tokenize
-from peftsum.evaluate import generate, mean_loss, rouge
+from peftsum.evaluate import GeneratedNoRepeatNGram, generate, mean_loss, rouge
 from peftsum.io import read_jsonl
 from peftsum.text import lead, split_sentences
 
@@ -78,3 +78,15 @@ def test_mean_loss_weights_every_summary_token_equally(tiny_gpt2, tokenizer):
     counts = [len(e["input_ids"]) - e["source_len"] for e in examples]
     expected = sum(loss * n for loss, n in zip(per_example, counts)) / sum(counts)
     assert mean_loss(tiny_gpt2, examples, 2, tokenizer.pad_token_id, dev) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ngram_blocking_counts_the_summary_not_the_article():
+    vocab = 10
+    blocker = GeneratedNoRepeatNGram(2)
+    prompt = torch.tensor([[1, 2, 3]])  # the article has the bigram (1, 2)
+    scores = blocker(prompt, torch.zeros(1, vocab))
+    assert torch.isfinite(scores).all()  # the first call only learns where generation starts
+    generated = torch.tensor([[1, 2, 3, 1]])  # summary so far: "1"; copying "1 2" is allowed
+    assert torch.isfinite(blocker(generated, torch.zeros(1, vocab))[0, 2])
+    repeated = torch.tensor([[1, 2, 3, 4, 5, 4]])  # the summary's own bigram (4, 5) is banned
+    assert blocker(repeated, torch.zeros(1, vocab))[0, 5] == -float("inf")

@@ -1,25 +1,14 @@
 """The workflow end to end on the smoke config, and its one-line errors on bad input."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-             "--cores", "2"]
-
-
-def snakemake(workdir: Path, configfile: Path, *targets: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    # Targets first: --configfile takes several values and would swallow them.
-    return subprocess.run([*SNAKEMAKE, *targets, "--directory", str(workdir), "--configfile",
-                           str(configfile)], check=False, capture_output=True, text=True, env=env,
-                          timeout=900)
 
 
 def smoke_config(tmp_path: Path, **changes) -> Path:
@@ -32,9 +21,8 @@ def smoke_config(tmp_path: Path, **changes) -> Path:
 
 
 @pytest.mark.slow
-def test_smoke_workflow_end_to_end(tmp_path):
-    done = snakemake(tmp_path, ROOT / "tests" / "smoke.yaml")
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_smoke_workflow_end_to_end(smoke_workflow):
+    tmp_path = smoke_workflow
     rows = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert [r["name"] for r in rows] == ["prompt_tuning", "lora", "last_layers", "zero_shot", "lead3"]
     assert rows[0]["trainable_params"] == 8 * 64  # n_tokens x d_model of the smoke config

@@ -5,14 +5,56 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from peftsum import distributed, stages
+from peftsum.errors import UserError
+from peftsum.io import write_atomic
 
 
 def _train(args: argparse.Namespace) -> None:
     stages.train(json.loads(Path(args.config).read_text()), args.method, args.seed, args.model,
                  args.data, args.out, args.checkpoint_dir)
+
+
+def _read_articles(source: str) -> tuple[list[str], list[str] | None]:
+    """Articles and their ids: a .jsonl file (field 'article'), else the whole text is one."""
+    if source == "-":
+        return [sys.stdin.read()], None
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"--input: no file {path}")
+    if path.suffix != ".jsonl":
+        return [path.read_text()], None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if any("article" not in r for r in rows):
+        raise UserError(f"{path}: every line needs an 'article' field")
+    return [r["article"] for r in rows], [str(r.get("id", i)) for i, r in enumerate(rows)]
+
+
+def _summarize(args: argparse.Namespace) -> None:
+    from peftsum import restore
+
+    model, tokenizer, run = restore.load_run(args.run, args.model)
+    if args.export:
+        logging.getLogger("peftsum").info("exported %s", restore.export(model, tokenizer, run,
+                                                                       args.export))
+        if args.input is None:
+            return
+    articles, ids = _read_articles(args.input or "-")
+    cfg = restore.decoding(run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                           no_repeat_ngram_size=args.no_repeat_ngram_size,
+                           batch_size=args.batch_size)
+    summaries = restore.summarize(model, tokenizer, run, articles, cfg)
+    if ids is None:
+        text = "\n\n".join(summaries) + "\n"
+    else:
+        text = "".join(json.dumps({"id": i, "summary": s}) + "\n" for i, s in zip(ids, summaries))
+    if args.output:
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,6 +70,22 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", default=None, help="resumable checkpoint folder")
     train.add_argument("--log", default=None, help="log file (rank 0)")
     train.set_defaults(func=_train)
+
+    summ = sub.add_parser("summarize", help="summarize text with a trained run",
+                          description="Load a run's trained weights on its base model and "
+                          "summarize a text file (one article), stdin, or a JSONL file "
+                          "('article' field), with the decoding the run was evaluated with.")
+    summ.add_argument("--run", required=True, help="results/train/<method>/seed<seed>")
+    summ.add_argument("--input", default=None, help="text file, .jsonl file or - (default: -)")
+    summ.add_argument("--output", default=None, help="output file (default: stdout)")
+    summ.add_argument("--model", default=None, help="base model folder (default: the run's)")
+    summ.add_argument("--max-new-tokens", type=int, default=None)
+    summ.add_argument("--num-beams", type=int, default=None)
+    summ.add_argument("--no-repeat-ngram-size", type=int, default=None)
+    summ.add_argument("--batch-size", type=int, default=None)
+    summ.add_argument("--export", default=None, metavar="DIR",
+                      help="also export: LoRA as a PEFT adapter folder, last layers as a model")
+    summ.set_defaults(func=_summarize, log=None)
     return p
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from rouge_score import rouge_scorer
 from tqdm import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from peftsum import models
 from peftsum.config import EvalConfig
@@ -46,10 +47,31 @@ def mean_loss(model, examples: list[dict], batch_size: int, pad_id: int, dev,
     return total / count
 
 
+class GeneratedNoRepeatNGram(LogitsProcessor):
+    """Forbid repeating an n-gram of the summary itself, not of the article.
+
+    HF's no_repeat_ngram_size also counts the prompt when generate() gets input_ids, which
+    forbids copying any n-gram of the article, but not when it gets inputs_embeds (prompt
+    tuning): the methods would be decoded under different rules. The first call sees the
+    prompt's width (0 with inputs_embeds); only tokens after it count.
+    """
+
+    def __init__(self, n: int):
+        self.inner = NoRepeatNGramLogitsProcessor(n)
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        return self.inner(input_ids[:, self.start:], scores)
+
+
 def decoding_kwargs(cfg: EvalConfig, tokenizer) -> dict:
+    """Greedy or beam search; a fresh n-gram blocker per generate() call."""
+    blockers = [GeneratedNoRepeatNGram(cfg.no_repeat_ngram_size)] if cfg.no_repeat_ngram_size else []
     return {"max_new_tokens": cfg.max_new_tokens, "num_beams": cfg.num_beams, "do_sample": False,
-            "no_repeat_ngram_size": cfg.no_repeat_ngram_size, "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id}
+            "logits_processor": LogitsProcessorList(blockers),
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
 
 
 @torch.no_grad()

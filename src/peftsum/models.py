@@ -106,11 +106,12 @@ def _random_gpt2(cfg: dict):
 _SOURCES = {"hf": _from_hub, "gguf": _from_gguf, "local": _from_local, "random": _random_gpt2}
 
 
-def _sha256(path: Path) -> str:
+def _sha256(*paths: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -135,6 +136,8 @@ def materialise(cfg: dict, out_dir: Path) -> dict:
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        # What a trained run checks before its weights are put back on this model.
+        info["weights_sha256"] = _sha256(*sorted(tmp.glob("*.safetensors")))
         (tmp / "model_info.json").write_text(json.dumps(info, indent=2))
     log.info("materialised %s (%s, %s parameters) in %s",
              cfg["name"], info["architecture"], f"{info['n_params']:,}", out_dir)

@@ -7,6 +7,7 @@ count, and a one-line error (not a traceback) for problems a user can fix.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -84,13 +85,45 @@ def train(config: dict, method_name: str, seed: int, model_dir: Path, data_dir: 
     if processes > 1:
         return _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoint_dir,
                          processes)
-    from peftsum import methods
+    from peftsum import methods, models
     from peftsum import train as train_module
 
     method = methods.from_config(method_name, config["methods"][method_name])
-    return train_module.run(Path(model_dir), Path(data_dir), method,
-                            TrainingConfig.from_dict(config["training"]), seed, Path(out_dir),
-                            Path(checkpoint_dir) if checkpoint_dir else None)
+    # Stored with the weights, so that the run can be restored on its own (python -m peftsum
+    # summarize) and refuses a base model other than the one it was trained on.
+    provenance = {
+        "base_model": {**models.model_info(model_dir), "dir": str(model_dir)},
+        "template": config["template"],
+        "reserved_positions": json.loads((Path(data_dir) / "stats.json").read_text())[
+            "reserved_positions"],
+        "decoding": config["evaluation"],
+    }
+    summary = train_module.run(Path(model_dir), Path(data_dir), method,
+                               TrainingConfig.from_dict(config["training"]), seed, Path(out_dir),
+                               Path(checkpoint_dir) if checkpoint_dir else None, provenance)
+    if summary:  # rank 0
+        write_json(Path(out_dir) / "run_info.json", run_info(config, seed))
+    return summary
+
+
+def run_info(config: dict, seed: int) -> dict:
+    """Versions, commit, config hash, hardware and seed: what a reader needs to reproduce a run."""
+    import platform
+    import subprocess
+
+    import torch
+
+    from peftsum.config import config_hash
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=False, cwd=Path(__file__).parent)
+    return {
+        "versions": _versions(), "python": platform.python_version(),
+        "git_commit": commit.stdout.strip() or None, "config_hash": config_hash(config),
+        "hardware": {"machine": _hardware(), "gpus": [torch.cuda.get_device_name(i) for i in
+                                                       range(torch.cuda.device_count())]},
+        "seed": seed,
+    }
 
 
 def _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoint_dir,
@@ -156,8 +189,6 @@ def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: li
            model_dir: Path, split_stats: Path, tokenize_stats: Path, articles: Path,
            out_md: Path, out_html: Path) -> None:
     """Render the report from result files only: no model is loaded here."""
-    import json
-
     from peftsum import report as report_module
 
     def label(path: Path) -> str:  # results/train/lora/seed0 -> lora/seed0

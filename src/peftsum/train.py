@@ -247,7 +247,7 @@ def _fingerprint(method: Method, cfg: TrainingConfig, seed: int, data_dir: Path)
 
 
 def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, seed: int,
-        out_dir: Path, checkpoint_dir: Path | None = None) -> dict:
+        out_dir: Path, checkpoint_dir: Path | None = None, provenance: dict | None = None) -> dict:
     """Train one method with one seed; write trainable.safetensors, run.json and steps.jsonl."""
     out_dir = Path(out_dir)
     dev = distributed.setup()
@@ -270,8 +270,8 @@ def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, se
         trainer.model.load_state_dict(trainer.best_weights, strict=False)
     with atomic_path(out_dir / "trainable.safetensors") as tmp:
         save_trainable(trainer.model, tmp)
-    summary = _summary(trainer, counts, state, gpu_monitor.summary(),
-                       (out_dir / "trainable.safetensors").stat().st_size)
+    summary = {**_summary(trainer, counts, state, gpu_monitor.summary(),
+                          (out_dir / "trainable.safetensors").stat().st_size), **(provenance or {})}
     write_jsonl(out_dir / "steps.jsonl", trainer.rows)
     write_json(out_dir / "run.json", summary)  # last: its presence means the run is complete
     if checkpoint_dir is not None:
@@ -290,7 +290,8 @@ def _summary(trainer: Trainer, counts, state: dict, gpu: dict, weights_bytes: in
     world = trainer.world
     return {
         "name": trainer.method.name, "kind": trainer.method.kind, "seed": trainer.seed,
-        "trains": trainer.method.describe(), "params": dataclasses.asdict(counts),
+        "trains": trainer.method.describe(), "method": trainer.method.hparams(),
+        "params": dataclasses.asdict(counts),
         "resources": {
             "train_wall_s": seconds, "epoch_wall_s": state["epoch_seconds"],
             "optimizer_steps": state["step"], "tokens_seen": state["tokens"],

@@ -7,6 +7,7 @@ rule train:
         weights="results/train/{method}/seed{seed}/trainable.safetensors",
         steps="results/train/{method}/seed{seed}/steps.jsonl",
         run="results/train/{method}/seed{seed}/run.json",
+        run_info="results/train/{method}/seed{seed}/run_info.json",
     log:
         "logs/train/{method}_seed{seed}.log",
     benchmark:
