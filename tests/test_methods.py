@@ -16,6 +16,7 @@ WTE = 50257 * 768
     ({"kind": "lora", "r": 8, "target_modules": ["c_attn"]}, 294_912, 294_912),
     ({"kind": "last_layers"}, WTE, WTE),  # the untied head is an added copy of wte
     ({"kind": "last_layers", "n_blocks": 2, "final_norm": True}, WTE + 2 * 7_087_872 + 1_536, WTE),
+    ({"kind": "full"}, GPT2_SMALL, 0),
 ])
 def test_parameter_counts_on_gpt2_small(tokenizer, spec, trainable, added):
     model = gpt2()

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -850,4 +851,5 @@ def md_quote(text: str) -> str:
 
 def md_text(text) -> str:
     # Markdown viewers render raw HTML; neutralise tags coming from model outputs or articles.
-    return str(text).replace("<", "&lt;")
+    # Only a "<" that could open a tag (letter, "/", "!" or "?" next) is escaped: "< 0.001" stays.
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))

@@ -13,13 +13,14 @@ from types import ModuleType
 from torch import nn
 
 from peftsum.errors import UserError
-from peftsum.methods import last_layers, lora, prompt_tuning
+from peftsum.methods import full, last_layers, lora, prompt_tuning
 from peftsum.models import count_parameters
 
 KINDS: dict[str, ModuleType] = {
     "prompt_tuning": prompt_tuning,
     "lora": lora,
     "last_layers": last_layers,
+    "full": full,
 }
 
 
