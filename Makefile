@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-slurm lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Brings up a single-node SLURM with 2 fake GPUs (root and apt-get), submits the smoke workflow
+# with profiles/slurm, and stops the cluster again.
+test-slurm: $(STAMP)
+	PEFTSUM_SLURM_TEST=1 $(BIN)/python -m pytest -q -s tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src workflow tests

@@ -4,8 +4,9 @@ Chromium is driven through the DevTools protocol over a pipe (--remote-debugging
 JSON messages separated by NUL bytes on file descriptors 3 and 4), so no websocket
 client, driver download or network access is needed. The test loads the report from a
 file:// URL, collects console errors, uncaught exceptions and browser log errors, checks
-that every <img> decoded (naturalWidth > 0), that nothing overflows the page sideways,
-and saves a full-page screenshot to results/report_screenshot.png (repo root).
+that every <img> decoded (naturalWidth > 0) and that neither the page nor a table
+overflows sideways at 1280 px, and saves a full-page screenshot to
+results/report_screenshot.png (repo root).
 
 CI installs the browser with `apt-get install -y chromium`; without /usr/bin/chromium
 the test is skipped.
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_report import PNG_SIGNATURE, render_fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
     reason="headless check needs Chromium at /usr/bin/chromium (apt-get install -y chromium)",
 )
 
-# Every image decoded, and the page does not need a horizontal scrollbar.
+# Every image decoded, and neither the page nor a table needs a horizontal scrollbar.
 PAGE_CHECK = """(async () => {
   const images = Array.from(document.images);
   await Promise.all(images.map((img) => img.decode().catch(() => null)));
@@ -47,6 +47,10 @@ PAGE_CHECK = """(async () => {
       alt: img.alt, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
       shownWidth: img.getBoundingClientRect().width, complete: img.complete,
     })),
+    // Tables sit in scrollable boxes; at desktop width none should need to scroll.
+    overflowing: Array.from(document.querySelectorAll(".scroll"))
+      .filter((box) => box.scrollWidth > box.clientWidth + 1)
+      .map((box) => box.querySelector("th") ? box.querySelector("tr").innerText : "?"),
     scrollWidth: document.documentElement.scrollWidth,
     clientWidth: document.documentElement.clientWidth,
     height: document.documentElement.scrollHeight,
@@ -164,7 +168,10 @@ def problems(events: list[dict]) -> list[str]:
         if event["method"] == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             found.append(f"exception: {details.get('exception', {}).get('description', details)}")
-        elif event["method"] == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+        elif event["method"] == "Runtime.consoleAPICalled" and params["type"] in (
+            "error",
+            "assert",
+        ):
             found.append(f"console.{params['type']}: {params['args']}")
         elif event["method"] == "Log.entryAdded" and params["entry"]["level"] == "error":
             found.append(f"log: {params['entry']['text']} ({params['entry'].get('url', '')})")
@@ -179,9 +186,9 @@ def browser_check(tmp_path_factory) -> dict:
         devtools = DevTools(Path(profile))
         try:
             target = devtools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = devtools.send(
-                "Target.attachToTarget", {"targetId": target, "flatten": True}
-            )["sessionId"]
+            session = devtools.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+                "sessionId"
+            ]
             for domain in ("Page", "Runtime", "Log"):
                 devtools.send(f"{domain}.enable", session=session)
             devtools.send(
@@ -226,9 +233,10 @@ def test_every_image_decodes(browser_check):
         assert image["shownWidth"] > 0, image
 
 
-def test_page_does_not_scroll_sideways(browser_check):
+def test_page_and_tables_fit_the_width(browser_check):
     page = browser_check["page"]
     assert page["scrollWidth"] <= page["clientWidth"], page
+    assert page["overflowing"] == [], "tables wider than the page at 1280 px"
 
 
 def test_screenshot_is_written(browser_check):

@@ -146,7 +146,7 @@ def render(
         "lengths": lengths_table(rows),
         "lengths_note": LENGTH_NOTE.format(max_new=f" ({max_new})" if max_new else ""),
         "resources": resources_table(rows),
-        "resources_note": RESOURCES_NOTE,
+        "resources_note": " ".join(filter(None, [devices_sentence(rows), RESOURCES_NOTE])),
         "memory": memory_table(rows),
         "memory_note": MEMORY_NOTE,
         "figures": figures,
@@ -399,7 +399,6 @@ def resources_table(rows: list[dict]) -> Table:
     """Training and generation cost per run (compute and time)."""
     # (header, format, key); NVML columns only when some run has them.
     columns = [
-        ("Device", fmt, "device"),
         ("Precision", fmt, "precision"),
         ("Train wall (s)", lambda v: fmt(v, 1), "train_wall_s"),
         ("Tokens/s", lambda v: fmt(v, 0), "tokens_per_s"),
@@ -413,13 +412,33 @@ def resources_table(rows: list[dict]) -> Table:
     ]
     nvml = {"gpu_util_pct", "gpu_energy_j"}
     columns = [c for c in columns if c[2] not in nvml or any(r.get(c[2]) is not None for r in rows)]
-    text_columns = {"device", "precision"}
     table = Table(
-        ["Method"] + [c[0] for c in columns], [False] + [c[2] not in text_columns for c in columns]
+        ["Method"] + [c[0] for c in columns], [False] + [c[2] != "precision" for c in columns]
     )
     for row in rows:
         table.rows.append([Cell(row["label"])] + [Cell(f(row.get(key))) for _, f, key in columns])
     return table
+
+
+def devices_sentence(rows: list[dict]) -> str:
+    """Where the runs trained, e.g. "Trained on 1 × NVIDIA H100 80GB HBM3." (names are long,
+    so they are kept out of the table)."""
+    groups: dict[str, list[str]] = {}
+    for row in filter(is_trained, rows):
+        if row.get("device") is None:
+            continue
+        count = row.get("gpu_count")
+        where = f"{count} × {row['device']}" if count and row["device"] != "cpu" else row["device"]
+        groups.setdefault(where, []).append(row["label"])
+    if not groups:
+        return ""
+    if len(groups) == 1:
+        return f"Trained on {next(iter(groups))}."
+    return (
+        "Trained on "
+        + "; ".join(f"{w} ({', '.join(labels)})" for w, labels in groups.items())
+        + "."
+    )
 
 
 def memory_table(rows: list[dict]) -> Table:
@@ -546,7 +565,10 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
 
 
 def cheapest_sentence(rows: list[dict]) -> str:
-    trained = list({r["name"]: r for r in reversed(list(filter(is_trained, rows)))}.values())
+    first_runs: dict[str, dict] = {}
+    for row in filter(is_trained, rows):
+        first_runs.setdefault(row["name"], row)  # seeds of a method train the same parameters
+    trained = list(first_runs.values())
     if not trained:
         return ""
     cheapest = min(trained, key=lambda r: r["trainable_params"])
@@ -743,51 +765,50 @@ def pareto_figure(rows: list[dict]) -> Figure | None:
         return None
     baselines = [r for r in rows if not is_trained(r) and r.get("rougeL") is not None]
     colors = method_colors(rows)
-    figure, axes = new_figure(10, 4.2, ncols=2)
+    # Seeds of one method share its color and differ in marker; a legend names every run,
+    # so labels never collide with points or each other.
+    seen: dict[str, int] = {}
+    markers = {}
+    for r in trained:
+        markers[r["label"]] = "osD^vP*X"[seen.get(r["name"], 0) % 8]
+        seen[r["name"]] = seen.get(r["name"], 0) + 1
+    figure, axes = new_figure(10, 4.6, ncols=2)
     panels = [
         (axes[0], "trainable_params", "trainable parameters (log scale)", True),
         (axes[1], "train_wall_s", "training wall time (s)", False),
     ]
     for ax, key, xlabel, log in panels:
         points = [r for r in trained if r.get(key) is not None]
-        for r in points:
-            low, high = ci_errors([r], "rougeL")
-            ax.errorbar(
-                r[key],
-                r["rougeL"],
-                yerr=[low, high],
-                fmt="o",
-                color=colors[r["name"]],
-                capsize=3,
-                markersize=6,
-            )
-            ax.annotate(
-                r["label"],
-                (r[key], r["rougeL"]),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize="small",
-            )
         front = pareto_front([(r[key], r["rougeL"]) for r in points])
         if len(front) > 1:
             ax.step(*zip(*front), where="post", color="grey", alpha=0.6, zorder=0)
-        for r in baselines:
-            ax.axhline(r["rougeL"], linestyle="--", color=colors[r["name"]], linewidth=1)
-            ax.annotate(
-                r["label"],
-                (0.01, r["rougeL"]),
-                xycoords=("axes fraction", "data"),
-                textcoords="offset points",
-                xytext=(0, 3),
-                fontsize="small",
+        for r in points:
+            ax.errorbar(
+                r[key],
+                r["rougeL"],
+                yerr=ci_errors([r], "rougeL"),
+                fmt=markers[r["label"]],
                 color=colors[r["name"]],
+                capsize=3,
+                markersize=7,
+                label=r["label"],
+            )
+        for r in baselines:
+            ax.axhline(
+                r["rougeL"], linestyle="--", color=colors[r["name"]], linewidth=1, label=r["label"]
             )
         if log:
             ax.set_xscale("log")
-        ax.margins(x=0.25, y=0.15)
+        ax.margins(x=0.15, y=0.1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("ROUGE-L (F1 × 100)")
         ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    order = [labels.index(r["label"]) for r in trained + baselines if r["label"] in labels]
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    figure.legend(
+        handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize="small"
+    )
     return figure
 
 
@@ -815,7 +836,14 @@ def resources_figure(rows: list[dict]) -> Figure | None:
         offsets = [i + (j - (len(memory_keys) - 1) / 2) * width for i in positions]
         memory_ax.bar(offsets, heights, width, label=label, color=f"C{j + 6}")
     memory_ax.set_ylabel("peak memory (GiB)")
-    memory_ax.legend(fontsize="small")
+    # Above the bars, so it never hides one.
+    memory_ax.legend(
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=len(memory_keys),
+        fontsize="small",
+        frameon=False,
+    )
     for ax in (time_ax, memory_ax):
         ax.set_xticks(positions, labels, rotation=20, ha="right")
         ax.grid(axis="y", alpha=0.3)

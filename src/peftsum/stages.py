@@ -168,7 +168,8 @@ def aggregate(eval_dirs: list[Path], run_dirs: list[Path], out_tsv: Path, out_js
 
     return aggregate_module.run([Path(d) / "metrics.json" for d in eval_dirs],
                                 [Path(d) / "run.json" for d in run_dirs], Path(out_tsv),
-                                Path(out_json))
+                                Path(out_json),
+                                predictions=[Path(d) / "predictions.jsonl" for d in eval_dirs])
 
 
 def _versions() -> dict:
@@ -187,7 +188,7 @@ def _hardware() -> str:
 
 def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: list[Path],
            model_dir: Path, split_stats: Path, tokenize_stats: Path, articles: Path,
-           out_md: Path, out_html: Path) -> None:
+           out_md: Path, out_html: Path, significance: Path, by_method: Path) -> None:
     """Render the report from result files only: no model is loaded here."""
     from peftsum import report as report_module
 
@@ -206,4 +207,5 @@ def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: li
         name = json.loads((Path(d) / "metrics.json").read_text())["name"]
         first_seed.setdefault(name, Path(d) / "predictions.jsonl")
     report_module.render(Path(metrics_json), {label(d): Path(d) / "steps.jsonl" for d in run_dirs},
-                         first_seed, Path(articles), setup, Path(out_md), Path(out_html))
+                         first_seed, Path(articles), setup, Path(out_md), Path(out_html),
+                         significance=Path(significance), by_method=Path(by_method))

@@ -1,10 +1,27 @@
 rule aggregate:
     input:
         evaluations=[f"{d}/metrics.json" for d in evaluations()],
+        predictions=[f"{d}/predictions.jsonl" for d in evaluations()],
         runs=[f"{d}/run.json" for d in trained_runs()],
     output:
-        tsv="results/metrics.tsv",
+        tsv=report(
+            "results/metrics.tsv",
+            category="Tables",
+            labels={"table": "every run"},
+        ),
         json="results/metrics.json",
+        significance=report(
+            "results/significance.tsv",
+            category="Tables",
+            labels={"table": "paired bootstrap"},
+        ),
+        significance_json="results/significance.json",
+        by_method=report(
+            "results/metrics_by_method.tsv",
+            category="Tables",
+            labels={"table": "across seeds"},
+        ),
+        by_method_json="results/metrics_by_method.json",
     log:
         "logs/aggregate/aggregate.log",
     params:
@@ -19,13 +36,24 @@ rule render_report:
         [f"{d}/steps.jsonl" for d in trained_runs()],
         [f"{d}/predictions.jsonl" for d in evaluations()],
         metrics="results/metrics.json",
+        significance="results/significance.json",
+        by_method="results/metrics_by_method.json",
         model=f"resources/models/{MODEL}",
         split_stats="results/data/split/stats.json",
         tokenize_stats="results/data/tokenized/stats.json",
         articles="results/data/split/test.jsonl",
     output:
         md="results/report/report.md",
-        html="results/report/report.html",
+        html=report(
+            "results/report/report.html",
+            category="Report",
+            labels={"report": "comparison"},
+        ),
+        figures=report(
+            directory("results/report/figures"),
+            patterns=["{name}.png"],
+            category="Figures",
+        ),
     log:
         "logs/render_report/render_report.log",
     params:
