@@ -5,6 +5,8 @@ rule download_model:
         "logs/download_model/{model}.log",
     params:
         model=config["model"],
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/download_model.py"
 
@@ -16,6 +18,8 @@ rule download_data:
         "logs/download_data/{dataset}.log",
     params:
         data=config["data"],
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/download_data.py"
 
@@ -31,6 +35,8 @@ rule split:
     params:
         sizes=config["data"]["sizes"],
         seed=config["data"]["seed"],
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/split.py"
 
@@ -47,5 +53,7 @@ rule tokenize:
     params:
         template=config["template"],
         methods=config["methods"],
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/tokenize.py"

@@ -17,6 +17,8 @@ rule evaluate:
     threads: 4
     resources:
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -38,6 +40,8 @@ rule evaluate_zero_shot:
     threads: 4
     resources:
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -50,5 +54,7 @@ rule evaluate_lead3:
         predictions="results/eval/lead3/predictions.jsonl",
     log:
         "logs/evaluate/lead3.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/lead3.py"

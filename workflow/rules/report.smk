@@ -27,6 +27,8 @@ rule aggregate:
     params:
         eval_dirs=evaluations(),
         run_dirs=trained_runs(),
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -59,5 +61,7 @@ rule render_report:
     params:
         eval_dirs=evaluations(),
         run_dirs=trained_runs(),
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/render_report.py"

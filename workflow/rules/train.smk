@@ -22,5 +22,7 @@ rule train:
         # GPUs per job (0 = CPU); a profile can raise it (set-resources: train: gpu: 2), which
         # turns the job into a torchrun data-parallel run over the leased GPUs.
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
