@@ -1,10 +1,11 @@
 import csv
 import json
+import random
 
 import pytest
 
 from peftsum.config import TemplateConfig
-from peftsum.data import sources, split, tokenize
+from peftsum.data import batches, sources, split, tokenize
 from peftsum.data.tokenize import IGNORE_INDEX, make_labels
 from peftsum.errors import UserError
 from peftsum.io import read_jsonl
@@ -121,3 +122,12 @@ def test_long_article_is_truncated_to_fit_soft_prompt_and_target(tokenizer):
     assert len(row["input_ids"]) - row["source_len"] == 16  # target truncated, EOS kept
     assert row["input_ids"][-1] == tokenizer.eos_token_id
     assert tokenizer.decode(row["input_ids"][: row["source_len"]]).endswith("\nTL;DR:")
+
+
+def test_length_grouping_cuts_padding_and_keeps_every_example():
+    lengths = [random.Random(i).randint(10, 500) for i in range(400)]
+    grouped = batches.length_grouped_batches(lengths, 8, seed=0)
+    assert sorted(i for b in grouped for i in b) == list(range(400))
+    shuffled = batches.random_batches(400, 8, seed=0)
+    assert batches.padding_share(lengths, grouped) < batches.padding_share(lengths, shuffled) / 3
+    assert grouped != batches.length_grouped_batches(lengths, 8, seed=1)  # order still random

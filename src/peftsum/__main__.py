@@ -57,6 +57,18 @@ def _summarize(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
+def _padding(args: argparse.Namespace) -> None:
+    from peftsum.data.batches import length_grouped_batches, padding_share, random_batches
+    from peftsum.io import read_jsonl
+
+    lengths = [len(e["input_ids"]) for e in read_jsonl(args.data)]
+    n, size = len(lengths), args.batch_size
+    print(f"{args.data}: {n} examples, batch {size}: pad share "
+          f"random order {padding_share(lengths, random_batches(n, size, 0)):.1%}, "
+          f"length-grouped {padding_share(lengths, length_grouped_batches(lengths, size, 0)):.1%}, "
+          f"padded to {args.width} {padding_share(lengths, random_batches(n, size, 0), args.width):.1%}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m peftsum")
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,6 +98,13 @@ def parser() -> argparse.ArgumentParser:
     summ.add_argument("--export", default=None, metavar="DIR",
                       help="also export: LoRA as a PEFT adapter folder, last layers as a model")
     summ.set_defaults(func=_summarize, log=None)
+
+    pad = sub.add_parser("padding", help="pad-token share of random, length-grouped and fixed-width "
+                                         "batches of a tokenized split")
+    pad.add_argument("--data", required=True, help="e.g. results/data/tokenized/train.jsonl")
+    pad.add_argument("--batch-size", type=int, default=8)
+    pad.add_argument("--width", type=int, default=512, help="the fixed width to compare with")
+    pad.set_defaults(func=_padding, log=None)
     return p
 
 

@@ -57,5 +57,18 @@ def collate_sources(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def padding_share(lengths: list[int], batches: list[list[int]], width: int | None = None) -> float:
+    """Share of pad tokens when each batch is padded to its longest example (or to `width`)."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(len(b) * (width or max(lengths[i] for i in b)) for b in batches)
+    return 1 - real / padded
+
+
+def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
 def pad_fraction(batch: dict[str, torch.Tensor]) -> float:
     return 1.0 - batch["attention_mask"].float().mean().item()
