@@ -17,7 +17,6 @@ from peftsum.data.batches import collate, collate_sources, sorted_batches
 from peftsum.io import read_jsonl, write_json, write_jsonl
 from peftsum.loss import summary_nll
 from peftsum.methods import Method
-from peftsum.methods.common import load_trainable
 from peftsum.resources import Stopwatch, amp_dtype, autocast
 from peftsum.text import lead, split_sentences
 
@@ -139,8 +138,7 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     dtype = amp_dtype(dev, cfg.cpu_bf16)
     model, tokenizer = models.load(model_dir)
     if method is not None:
-        model, _ = method.wrap(model, tokenizer)
-        load_trainable(model, weights)
+        model = method.load_for_inference(model, tokenizer, weights)
     model.to(dev)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
     test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)

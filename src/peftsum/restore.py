@@ -18,7 +18,7 @@ from peftsum.config import EvalConfig, TemplateConfig
 from peftsum.data.tokenize import Encoder, source_budget
 from peftsum.errors import UserError
 from peftsum.evaluate import generate
-from peftsum.methods.common import load_trainable, unwrap
+from peftsum.methods.common import unwrap
 from peftsum.resources import amp_dtype
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ def load_run(run_dir: Path, model_dir: Path | None = None):
     run = read_run(run_dir)
     method = methods.from_config(run["name"], run["method"])
     model, tokenizer = models.load(base_model_dir(run, model_dir))
-    model, _ = method.wrap(model, tokenizer)
-    load_trainable(model, Path(run_dir) / "trainable.safetensors")
+    model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors")
     return model, tokenizer, run
 
 

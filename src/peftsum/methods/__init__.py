@@ -14,6 +14,7 @@ from torch import nn
 
 from peftsum.errors import UserError
 from peftsum.methods import full, last_layers, lora, prompt_tuning
+from peftsum.methods.common import load_trainable
 from peftsum.models import count_parameters
 
 KINDS: dict[str, ModuleType] = {
@@ -60,6 +61,18 @@ class Method:
                                f"{expected:,} ({formula})")
         total = count_parameters(wrapped)
         return wrapped, ParamCounts(trainable, total - base_total, total, base_total, formula)
+
+    def load_for_inference(self, model: nn.Module, tokenizer, weights) -> nn.Module:
+        """The base model with this method's trained weights, ready to generate.
+
+        LoRA adapters are merged into the frozen weights: the same function with one matmul per
+        layer instead of three, which roughly halves LoRA's generation time on a CPU.
+        """
+        wrapped, _ = self.wrap(model, tokenizer)
+        load_trainable(wrapped, weights)
+        if hasattr(wrapped, "merge_adapter"):
+            wrapped.merge_adapter()
+        return wrapped
 
 
 def from_config(name: str, spec: dict) -> Method:

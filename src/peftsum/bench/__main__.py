@@ -1,0 +1,202 @@
+"""python -m peftsum.bench: our training loop and evaluation against what a user would write.
+
+Runs every variant on the same model, data and settings, prints a table with ratios and writes
+the figures as JSON. Each variant runs in a fresh process (python -m peftsum.bench --variant ...)
+so that its peak memory is its own; --in-process runs them all here, faster, without memory
+figures. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from peftsum import distributed, methods
+from peftsum.bench import generation, machine, presets, report, training
+from peftsum.errors import UserError
+from peftsum.io import write_json
+from peftsum.resources import amp_dtype, peak_gpu_mb, peak_rss_mb
+
+log = logging.getLogger("peftsum.bench")
+
+
+def run_variant(job: presets.Job, variant: str) -> dict:
+    """train/<method>/<ours|hf_trainer|pad_to_max> or generate/<ours|pipeline_one|...>."""
+    kind, *rest = variant.split("/")
+    if kind == "train":
+        method_name, name = rest
+        method = methods.from_config(method_name, job.methods[method_name])
+        return training.VARIANTS[name](job, method)
+    return generation.VARIANTS[rest[0]](job)
+
+
+def _in_process(job: presets.Job, variant: str) -> dict:
+    return {**run_variant(job, variant), "peak_rss_mb": None, "peak_gpu_mb": None}
+
+
+def _isolated(job_path: Path, threads: int, variant: str) -> dict:
+    """The variant alone in a fresh interpreter; its peak RSS (and GPU memory) are its own."""
+    result = job_path.with_name(variant.replace("/", "-") + ".json")
+    command = [sys.executable, "-m", "peftsum.bench", "--variant", variant, "--job",
+               str(job_path), "--result", str(result), "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(result.read_text())
+
+
+def _child(args: argparse.Namespace) -> None:
+    result = run_variant(presets.Job.load(args.job), args.variant)
+    write_json(args.result, {**result, "peak_rss_mb": peak_rss_mb(),
+                             "peak_gpu_mb": peak_gpu_mb()["peak_gpu_mb"]})
+
+
+def _run_all(job: presets.Job, args: argparse.Namespace) -> dict:
+    raw: dict = {"training": {}, "generation": {}}
+    with tempfile.TemporaryDirectory(prefix="peftsum-bench-") as work:
+        job_path = Path(work) / "job.json"
+        job.save(job_path)
+
+        def run(variant: str) -> dict:
+            log.info("running %s", variant)
+            return (_in_process(job, variant) if args.in_process
+                    else _isolated(job_path, args.threads, variant))
+
+        if "train" in args.parts:
+            raw["training"] = {m: {v: run(f"train/{m}/{v}") for v in training.VARIANTS}
+                               for m in job.methods}
+        if "generate" in args.parts:
+            raw["generation"] = {v: run(f"generate/{v}") for v in generation.VARIANTS}
+    return raw
+
+
+def _profile(job: presets.Job) -> dict:
+    """Where our loop's time goes: the first method's last step under torch.profiler."""
+    name = next(iter(job.methods))
+    result = training.train_ours(job, methods.from_config(name, job.methods[name]), profile=True)
+    return {"method": name, "top_ops": result["profile"]}
+
+
+def bench(args: argparse.Namespace) -> dict:
+    preset = presets.preset(args.preset, args.config_dir, steps=args.steps, n_test=args.n_test)
+    if preset.steps <= report.WARMUP_STEPS:
+        raise UserError(f"--steps must exceed the {report.WARMUP_STEPS} warm-up step(s)")
+    names = args.methods.split(",") if args.methods else list(preset.methods)
+    job = presets.job(preset, args.models_dir, args.cnndm, names, args.threads)
+    dev = distributed.setup()
+    peak = machine.matmul_peak(dev, amp_dtype(dev, preset.cpu_bf16) or torch.float32,
+                               preset.matmul_size)
+    raw = _run_all(job, args)
+    train = report.training(raw["training"],
+                            report.tokens_per_step(training.plan(job), job.train),
+                            peak["flops"], args.loss_tolerance) if raw["training"] else {}
+    gen = report.generation(raw["generation"]) if raw["generation"] else None
+    return {"command": "python -m peftsum.bench " + " ".join(args.argv),
+            "preset": dataclasses.asdict(preset), "methods": job.methods,
+            "environment": machine.environment(dev), "peak": peak,
+            "mfu_formula": report.MFU_FORMULA, "loss_tolerance": args.loss_tolerance,
+            "training": train, "generation": gen, "targets": report.targets(train, gen),
+            "profile": _profile(job) if args.profile else None, "raw": raw}
+
+
+def _header(results: dict) -> list[str]:
+    p, env, peak = results["preset"], results["environment"], results["peak"]
+    n = peak["n"]
+    machine_line = (f"peftsum bench, preset {p['name']}: model {p['model']['name']}, data "
+                    f"{p['data']}, {peak['dtype']}; {env['device']} ({env['cpu']}, "
+                    f"{env['cores']} cores, {env['threads']} threads), {env['date']}")
+    versions = ("torch {torch}, transformers {transformers}, peft {peft}, accelerate "
+                "{accelerate}, datasets {datasets}; 1-minute load average at the end "
+                "{load_average:.1f}").format(**env)
+    peak_line = (f"Peak: {n}x{n} @ {n}x{n} matmul in {peak['dtype']}, best of "
+                 f"{peak['repeats']}: {peak['flops'] / 1e9:,.0f} GFLOP/s")
+    return [machine_line, versions, peak_line]
+
+
+def _training_section(results: dict) -> list[str]:
+    p = results["preset"]
+    caption = (f"Training: {p['steps']} optimizer steps of {p['batch_size']} x {p['grad_accum']} "
+               "examples, the same micro-batches in the same order for every variant; tokens/s = "
+               f"real tokens / seconds of steps {report.WARMUP_STEPS + 1}..{p['steps']}; ours x = "
+               "our tokens/s over the variant's; loss after = loss on "
+               f"{p['n_probe']} held-out examples after the last step, gap relative to ours; "
+               "curve gap = largest relative gap of a step's training loss to ours; agrees: "
+               f"both gaps within {results['loss_tolerance']:.0%}")
+    return ["", caption, report.training_table(results["training"])]
+
+
+def _generation_section(results: dict) -> list[str]:
+    g = next(iter(results["generation"].values()))
+    caption = (f"Generation: {g['examples']} test sources, greedy, max_new_tokens "
+               f"{results['preset']['max_new_tokens']}, {g['generated_tokens']:,} tokens "
+               "generated; ours x = the variant's wall time over ours")
+    return ["", caption, report.generation_table(results["generation"])]
+
+
+def render(results: dict) -> str:
+    lines = _header(results)
+    if results["training"]:
+        lines += _training_section(results)
+    if results["generation"]:
+        lines += _generation_section(results)
+    if results["profile"]:
+        caption = (f"Where time goes: our loop's last step ({results['profile']['method']}) "
+                   "under torch.profiler, operators by self time")
+        lines += ["", caption, report.profile_table(results["profile"]["top_ops"])]
+    lines += ["", results["mfu_formula"], "", report.targets_table(results["targets"])]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m peftsum.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", choices=sorted(presets.PRESETS), default="cpu-demo")
+    p.add_argument("--methods", default=None, help="comma-separated (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps per variant")
+    p.add_argument("--n-test", type=int, default=None, help="test sources to generate for")
+    p.add_argument("--parts", default="train,generate", help="train, generate or both")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help="torch threads in every variant (default: torch's, here %(default)s)")
+    p.add_argument("--loss-tolerance", type=float, default=0.02,
+                   help="relative loss gap under which two variants trained the same thing")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the variants in this process: faster, no peak memory figures")
+    p.add_argument("--profile", action="store_true", help="profile one step of our loop")
+    p.add_argument("--out", default=None, help="JSON results (default: results/bench/<preset>.json)")
+    p.add_argument("--config-dir", default="config", help="where demo.yaml and config.yaml are")
+    p.add_argument("--models-dir", default="resources/models")
+    p.add_argument("--cnndm", default="../shared/data/cnndm-sample/test.jsonl",
+                   help="CNN/DailyMail pairs (JSONL with article, highlights)")
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # a child process: run one variant
+    p.add_argument("--job", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    args.argv = argv
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.variant:
+        _child(args)
+        return None
+    try:
+        results = bench(args)
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    write_json(args.out or Path("results/bench") / f"{args.preset}.json", results)
+    print(render(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

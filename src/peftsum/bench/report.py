@@ -1,0 +1,149 @@
+"""From the variants' raw timings to the figures, the ratios, the targets and the printed table."""
+
+from __future__ import annotations
+
+MFU_FORMULA = (
+    "MFU = F x real tokens / seconds / measured matmul peak; F = training FLOPs per real token "
+    "(peftsum.resources.training_flops_per_token) = 2 x (block + LM-head params) forward "
+    "+ 2 x params from the lowest trained layer up (activation gradients) "
+    "+ 2 x trained params of blocks and head (weight gradients); attention scores left out")
+WARMUP_STEPS = 1  # the first optimizer step (kernel selection, allocator growth) is not timed
+
+
+def tokens_per_step(plan: list, train: list[dict]) -> list[int]:
+    """Real (non-pad) tokens of each optimizer step; the soft prompt's positions not counted."""
+    return [sum(len(train[i]["input_ids"]) for micro in step for i in micro) for step in plan]
+
+
+def _throughput(result: dict, tokens: list[int]) -> tuple[float, float]:
+    """Tokens per second over the steps after the warm-up, and those steps' seconds."""
+    ends = result["step_end_s"]
+    seconds = ends[-1] - ends[WARMUP_STEPS - 1]
+    return sum(tokens[WARMUP_STEPS:len(ends)]) / seconds, seconds
+
+
+def training(raw: dict, tokens: list[int], peak: float, tolerance: float) -> dict:
+    """Per method and variant: tokens/s, ours' speed-up over it, loss agreement, MFU, memory."""
+    summary = {}
+    for method, variants in raw.items():
+        ours = variants["ours"]
+        ours_tps, _ = _throughput(ours, tokens)
+        rows = {}
+        for name, result in variants.items():
+            tps, seconds = _throughput(result, tokens)
+            gap = _gap(result["probe_loss"], ours["probe_loss"])
+            curve_gap = max(map(_gap, result["train_loss"], ours["train_loss"]))
+            rows[name] = {
+                "tokens_per_s": tps, "timed_s": seconds, "speedup_of_ours": ours_tps / tps,
+                "steps": len(result["step_end_s"]), "probe_loss": result["probe_loss"],
+                "loss_gap": gap, "train_loss_gap": curve_gap,
+                "loss_agrees": max(gap, curve_gap) <= tolerance,
+                "final_train_loss": result["train_loss"][-1],
+                "same_lr_schedule": _close(result["lr"], ours["lr"]),
+                "mfu": result["flops_per_token"] * tps / peak,
+                "flops_per_token": result["flops_per_token"],
+                **{k: result.get(k) for k in ("peak_rss_mb", "peak_gpu_mb", "ran_plan",
+                                              "same_prompt_init")}}
+        summary[method] = rows
+    return summary
+
+
+def _gap(value: float, reference: float) -> float:
+    return abs(value - reference) / abs(reference)
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= 1e-9 + 1e-6 * abs(y) for x, y in zip(a, b))
+
+
+def generation(raw: dict) -> dict:
+    """Per variant: wall time, tokens/s, ours' speed-up, exact-match rate vs pipeline one by one.
+
+    The generated-token count is our outputs' (up to EOS): exact for every variant whose texts
+    match ours, which the match rate shows.
+    """
+    reference = raw["pipeline_one"]["texts"]
+    n_tokens = sum(raw["ours"]["n_tokens"])
+    summary = {}
+    for name, result in raw.items():
+        matches = [a == b for a, b in zip(result["texts"], reference)]
+        summary[name] = {
+            "seconds": result["seconds"], "tokens_per_s": n_tokens / result["seconds"],
+            "speedup_of_ours": result["seconds"] / raw["ours"]["seconds"],
+            "match_rate": sum(matches) / len(matches), "batch_size": result["batch_size"],
+            "examples": len(matches), "generated_tokens": n_tokens,
+            **{k: result.get(k) for k in ("peak_rss_mb", "peak_gpu_mb")}}
+    return summary
+
+
+def targets(train: dict, gen: dict | None) -> list[dict]:
+    """The issue's targets, each with the value reached and whether it is met."""
+    rows = []
+    for method, variants in train.items():
+        hf = variants.get("hf_trainer")
+        if hf:
+            rows.append({"target": f"{method}: training >= 1.5x HF Trainer tokens/s, same loss",
+                         "value": f"{hf['speedup_of_ours']:.2f}x, loss gap {hf['loss_gap']:.2%}",
+                         "met": hf["speedup_of_ours"] >= 1.5 and hf["loss_agrees"]})
+        rows.append({"target": f"{method}: MFU >= 40% of the measured matmul peak",
+                     "value": f"{variants['ours']['mfu']:.1%}",
+                     "met": variants["ours"]["mfu"] >= 0.40})
+    if gen:
+        ours = gen["ours"]
+        rows.append({"target": "generation >= 5x pipeline one at a time, identical greedy text",
+                     "value": f"{gen['pipeline_one']['speedup_of_ours']:.2f}x, "
+                              f"match {ours['match_rate']:.0%}",
+                     "met": gen["pipeline_one"]["speedup_of_ours"] >= 5
+                     and ours["match_rate"] == 1.0})
+    return rows
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                               enumerate(zip(line, widths))).rstrip() for line in lines)
+
+
+def _mb(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _yes(value) -> str:
+    return {True: "yes", False: "NO", None: "-"}[value]
+
+
+def training_table(summary: dict) -> str:
+    header = ["method / variant", "tokens/s", "ours x", "loss after", "gap", "curve gap",
+              "agrees", "same lr", "MFU", "peak RSS MB", "peak GPU MB"]
+    rows = []
+    for method, variants in summary.items():
+        for name, r in variants.items():
+            rows.append([f"{method} / {name}", f"{r['tokens_per_s']:,.0f}",
+                         f"{r['speedup_of_ours']:.2f}", f"{r['probe_loss']:.4f}",
+                         f"{r['loss_gap']:.2%}", f"{r['train_loss_gap']:.2%}",
+                         _yes(r["loss_agrees"]),
+                         _yes(r["same_lr_schedule"]), f"{r['mfu']:.1%}", _mb(r["peak_rss_mb"]),
+                         _mb(r["peak_gpu_mb"])])
+    return _grid(header, rows)
+
+
+def generation_table(summary: dict) -> str:
+    header = ["variant", "batch", "wall s", "gen tokens/s", "ours x", "match vs pipeline_one",
+              "peak RSS MB", "peak GPU MB"]
+    rows = [[name, str(r["batch_size"]), f"{r['seconds']:.1f}", f"{r['tokens_per_s']:,.1f}",
+             f"{r['speedup_of_ours']:.2f}", f"{r['match_rate']:.3f}", _mb(r["peak_rss_mb"]),
+             _mb(r["peak_gpu_mb"])] for name, r in summary.items()]
+    return _grid(header, rows)
+
+
+def profile_table(top: list[dict]) -> str:
+    rows = [[t["op"], str(t["calls"]), f"{t['self_ms']:.1f}", f"{t['share']:.1%}"]
+            for t in top]
+    device = top[0]["device"].upper() if top else "CPU"
+    return _grid(["operator (our loop, last step)", "calls", f"self {device} ms", "share"], rows)
+
+
+def targets_table(rows: list[dict]) -> str:
+    return _grid(["target", "reached", "met"],
+                 [[r["target"], r["value"], "met" if r["met"] else "NOT met"] for r in rows])
