@@ -186,6 +186,16 @@ def _hardware() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.processor() or 'cpu'})"
 
 
+# The data keys that matter for each source; the others hold unused defaults.
+_SOURCE_KEYS = {"hf": ("id", "config_name", "columns"), "csv": ("path", "columns"),
+                "jsonl": ("path", "columns"), "aclsum": ()}
+
+
+def _source_settings(data: dict) -> dict:
+    keep = ("name", "source", "seed", *_SOURCE_KEYS[data["source"]])
+    return {k: v for k, v in data.items() if k in keep}
+
+
 def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: list[Path],
            model_dir: Path, split_stats: Path, tokenize_stats: Path, articles: Path,
            out_md: Path, out_html: Path, significance: Path, by_method: Path) -> None:
@@ -197,7 +207,7 @@ def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: li
 
     setup = {
         "model": json.loads((Path(model_dir) / "model_info.json").read_text()),
-        "data": {**config["data"], **json.loads(Path(split_stats).read_text())},
+        "data": {**_source_settings(config["data"]), **json.loads(Path(split_stats).read_text())},
         "tokenize": json.loads(Path(tokenize_stats).read_text()),
         "template": config["template"], "decoding": config["evaluation"],
         "training": config["training"], "hardware": _hardware(), "versions": _versions(),
