@@ -60,8 +60,9 @@ def test_ratios_and_mfu_follow_from_the_timings(tiny):
         for row in variants.values():
             assert row["speedup_of_ours"] == pytest.approx(ours["tokens_per_s"]
                                                            / row["tokens_per_s"])
-            assert row["mfu"] == pytest.approx(row["flops_per_token"] * row["tokens_per_s"]
-                                               / results["peak"]["flops"])
+            assert row["mfu"] == pytest.approx(row["flops_per_s"] / results["peak"]["flops"])
+            # Counting the head on summary tokens only can only lower the FLOPs.
+            assert 0 < row["mfu_needed"] < row["mfu"]
     assert all(isinstance(t["met"], bool) for t in results["targets"])
 
 
@@ -93,21 +94,34 @@ def test_a_variant_alone_in_a_process_reports_its_peak_memory(tiny, tmp_path):
 
 def _raw(ends, losses, probe):
     return {"step_end_s": ends, "train_loss": losses, "probe_loss": probe, "lr": [1.0, 0.5, 0.0],
-            "flops_per_token": 100}
+            "flops_per_token": 100, "head_flops_per_token": 40}
 
 
 def test_throughput_leaves_out_the_warm_up_step_and_a_loss_gap_voids_agreement():
-    tokens = [1000, 300, 300]
-    raw = {"lora": {"ours": _raw([9.0, 10.0, 11.0], [3.0, 2.9, 2.8], 2.5),
-                    "hf_trainer": _raw([1.0, 4.0, 7.0], [3.0, 2.9, 2.8], 2.6)}}
-    rows = report.training(raw, tokens, peak=1000.0, tolerance=0.02)["lora"]
-    assert rows["ours"]["tokens_per_s"] == pytest.approx(300.0)  # 600 tokens in 2 s
+    steps = [{"real": 1000, "target": 100}, {"real": 300, "target": 30},
+             {"real": 300, "target": 30}]
+    raw = {"lora": {"ours": [_raw([9.0, 10.0, 11.0], [3.0, 2.9, 2.8], 2.5)],
+                    "hf_trainer": [_raw([1.0, 4.0, 7.0], [3.0, 2.9, 2.8], 2.6)]}}
+    rows = report.training(raw, steps, peak=1000.0, tolerance=0.02)["lora"]
+    assert rows["ours"]["tokens_per_s"] == pytest.approx(300.0)  # 300 tokens in each 1 s step
     assert rows["hf_trainer"]["tokens_per_s"] == pytest.approx(100.0)
     assert rows["hf_trainer"]["speedup_of_ours"] == pytest.approx(3.0)
-    assert rows["ours"]["mfu"] == pytest.approx(100 * 300.0 / 1000.0)
+    assert rows["ours"]["mfu"] == pytest.approx(100 * 300 / 1000)
+    assert rows["ours"]["mfu_needed"] == pytest.approx((60 * 300 + 40 * 30) / 1000)
     assert not rows["hf_trainer"]["loss_agrees"]  # 4% apart after the last step
-    target = report.targets(report.training(raw, tokens, 1000.0, 0.02), None)[0]
+    target = report.targets({"lora": rows}, None)[0]
     assert not target["met"]  # 3x faster, but not the same training: the comparison is void
+
+
+def test_a_step_or_a_round_slowed_by_another_process_does_not_move_the_rate():
+    steps = [{"real": 100, "target": 10}] * 4
+    slowed = _raw([5.0, 6.0, 16.0, 17.0], [3.0] * 4, 2.5)  # steps of 1 s, 10 s, 1 s
+    busy_round = _raw([5.0, 10.0, 15.0, 20.0], [3.0] * 4, 2.5)
+    row = report.training({"lora": {"ours": [busy_round, slowed]}}, steps, peak=1.0,
+                          tolerance=0.02)["lora"]["ours"]
+    assert row["tokens_per_s"] == pytest.approx(100.0)
+    assert row["tokens_per_s_overall"] == pytest.approx(300 / 12)
+    assert row["repeats"] == 2 and row["repeat_tokens_per_s"] == pytest.approx([20.0, 100.0])
 
 
 def test_presets_take_the_workflow_settings_and_the_gpu_sizes():

@@ -21,7 +21,8 @@ def _sync(dev: torch.device) -> None:
 
 
 def matmul_peak(dev: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> dict:
-    """FLOP/s of the best of `repeats` n x n @ n x n products: 2 n^3 FLOPs each."""
+    """FLOP/s of the best of `repeats` n x n @ n x n products: 2 n^3 FLOPs each. The device's
+    practical peak for the training dtype, on the threads the variants use."""
     a, b = (torch.randn(n, n, device=dev).to(dtype) for _ in range(2))
     best = float("inf")
     for _ in range(repeats):  # the first also warms up: the best time is what counts

@@ -73,10 +73,16 @@ def _now(dev: torch.device) -> float:
     return time.perf_counter()
 
 
-def _flops_per_token(model) -> int:
+def _flops(model) -> dict:
+    """Training FLOPs per real token by the package's formula, and the LM head's part of them:
+    its forward, its activation gradient when gradients flow below it, its weight gradient when
+    it trains, 2 FLOPs per weight each."""
     base = unwrap(model)
-    return training_flops_per_token(model, decoder_blocks(base),
-                                    base.get_output_embeddings())["total"]
+    head = base.get_output_embeddings()
+    flops = training_flops_per_token(model, decoder_blocks(base), head)
+    passes = 1 + (flops["activation_backward"] > 0) + head.weight.requires_grad
+    return {"flops_per_token": flops["total"],
+            "head_flops_per_token": 2 * head.weight.numel() * passes}
 
 
 def _optimizer(model, method: Method, cfg: TrainingConfig, dev: torch.device):
@@ -91,7 +97,7 @@ def _optimizer(model, method: Method, cfg: TrainingConfig, dev: torch.device):
 def _result(start: float, ends: list[float], lrs: list[float], losses: list[float], model,
             probe_loss: float, **extra) -> dict:
     return {"step_end_s": [e - start for e in ends], "lr": lrs, "train_loss": losses,
-            "probe_loss": probe_loss, "flops_per_token": _flops_per_token(model), **extra}
+            "probe_loss": probe_loss, **_flops(model), **extra}
 
 
 def train_ours(job: Job, method: Method, profile: bool = False) -> dict:
