@@ -168,7 +168,9 @@ def render(results: dict) -> str:
         caption = (f"Where time goes: our loop's last step ({results['profile']['method']}) "
                    "under torch.profiler, operators by self time")
         lines += ["", caption, report.profile_table(results["profile"]["top_ops"])]
-    lines += ["", results["mfu_formula"], "", report.targets_table(results["targets"])]
+    if results["training"]:
+        lines += ["", results["mfu_formula"]]
+    lines += ["", report.targets_table(results["targets"])]
     return "\n".join(lines)
 
 
