@@ -1,3 +1,4 @@
+import copy
 import csv
 import json
 import random
@@ -131,3 +132,44 @@ def test_length_grouping_cuts_padding_and_keeps_every_example():
     shuffled = batches.random_batches(400, 8, seed=0)
     assert batches.padding_share(lengths, grouped) < batches.padding_share(lengths, shuffled) / 3
     assert grouped != batches.length_grouped_batches(lengths, 8, seed=1)  # order still random
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture
+def chat_tokenizer(tokenizer):
+    chat = copy.deepcopy(tokenizer)
+    chat.chat_template = CHATML
+    return chat
+
+
+def test_chat_template_source_is_what_apply_chat_template_gives(chat_tokenizer):
+    template = TemplateConfig(max_length=256, max_target_tokens=16)
+    chat = tokenize.chat_template(chat_tokenizer, template, "Summarize this.")
+    encoder = tokenize.Encoder(chat_tokenizer, chat, tokenize.source_budget(template, 1024, 0))
+    article = "The cat sat on the mat. It was warm."
+    (row,) = encoder.encode([article], ["A cat sat."])
+    expected = chat_tokenizer.apply_chat_template(
+        [{"role": "user", "content": f"Summarize this.\n\n{article}"}],
+        tokenize=False, add_generation_prompt=True)
+    # The same text; token boundaries around the article may differ, as with any template.
+    assert chat_tokenizer.decode(row["input_ids"][: row["source_len"]]) == expected
+    assert chat_tokenizer.decode(row["input_ids"][row["source_len"]:-1]) == "A cat sat."
+
+
+def test_chat_template_truncates_the_article_only(chat_tokenizer):
+    template = TemplateConfig(max_length=64, max_target_tokens=16)
+    chat = tokenize.chat_template(chat_tokenizer, template, "Summarize this.")
+    budget = tokenize.source_budget(template, 1024, reserved=8)
+    (row,) = tokenize.Encoder(chat_tokenizer, chat, budget).encode(["word " * 500], ["s"])
+    assert row["source_len"] == budget
+    source = chat_tokenizer.decode(row["input_ids"][: row["source_len"]])
+    assert source.startswith("<|im_start|>user\nSummarize this.\n\nword word")
+    assert source.endswith(" word<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_chat_baseline_without_chat_template_says_so(tokenizer):
+    with pytest.raises(UserError, match="zero_shot_chat"):
+        tokenize.chat_template(tokenizer, TemplateConfig(), "Summarize.")

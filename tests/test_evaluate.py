@@ -1,8 +1,10 @@
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from peftsum import models, stages
 from peftsum.config import EvalConfig, TemplateConfig
 from peftsum.data import tokenize
 from peftsum.evaluate import GeneratedNoRepeatNGram, generate, mean_loss, rouge
@@ -90,3 +92,29 @@ def test_ngram_blocking_counts_the_summary_not_the_article():
     assert torch.isfinite(blocker(generated, torch.zeros(1, vocab))[0, 2])
     repeated = torch.tensor([[1, 2, 3, 4, 5, 4]])  # the summary's own bigram (4, 5) is banned
     assert blocker(repeated, torch.zeros(1, vocab))[0, 5] == -float("inf")
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_zero_shot_chat_baseline_reads_the_chat_encoded_test_set(smoke, tmp_path):
+    root, config = smoke
+    model_dir = tmp_path / "model"
+    shutil.copytree(root / "model", model_dir)
+    tok = models.load_tokenizer(model_dir)
+    tok.chat_template = CHATML
+    tok.save_pretrained(model_dir)
+    config = {**config, "evaluation": {**config["evaluation"], "chat_instruction": "Sum up."}}
+    chat_file = tmp_path / "chat" / "test.jsonl"
+    stages.tokenize_chat(config, model_dir, root / "split" / "test.jsonl", chat_file)
+    sources = [tok.decode(r["input_ids"][: r["source_len"]]) for r in read_jsonl(chat_file)]
+    articles = [r["article"] for r in read_jsonl(root / "split" / "test.jsonl")]
+    assert len(sources) == len(articles)
+    for source, article in zip(sources, articles):
+        assert source.startswith("<|im_start|>user\nSum up.\n\n" + article[:20])
+        assert source.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    metrics = stages.evaluate(config, model_dir, chat_file, root / "split" / "test.jsonl",
+                              tmp_path / "eval", baseline="zero_shot_chat")
+    assert (metrics["name"], metrics["kind"], metrics["n_test"]) == ("zero_shot_chat", "baseline", 8)
+    assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == 8

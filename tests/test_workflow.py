@@ -69,3 +69,12 @@ def test_split_larger_than_source_leaves_nothing_half_written(tmp_path):
     done = snakemake(tmp_path, config, "results/data/split/stats.json")
     _one_line_error(done, "data.sizes.train = 100000 is larger than")
     assert not list((tmp_path / "results").glob("data/split/*.jsonl"))
+
+
+def test_chat_baseline_on_a_model_without_chat_template_fails_in_one_line(tmp_path):
+    config = smoke_config(tmp_path, evaluation={"baselines": ["zero_shot_chat", "lead3"]})
+    planned = snakemake(tmp_path, config, "-n")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert "tokenize_chat" in planned.stdout and "results/eval/zero_shot_chat" in planned.stdout
+    done = snakemake(tmp_path, config, "results/data/tokenized_chat/test.jsonl")
+    _one_line_error(done, "has none")

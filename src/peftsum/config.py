@@ -126,6 +126,7 @@ class EvalConfig:
     no_repeat_ngram_size: int = 3
     cpu_bf16: bool = False
     baselines: list = field(default_factory=lambda: ["zero_shot", "lead3"])
+    chat_instruction: str = "Summarize the following text."
 
     @classmethod
     def from_dict(cls, values: dict) -> EvalConfig:

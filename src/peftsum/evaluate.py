@@ -17,7 +17,7 @@ from peftsum.data.batches import collate, collate_sources, sorted_batches
 from peftsum.io import read_jsonl, write_json, write_jsonl
 from peftsum.loss import summary_nll
 from peftsum.methods import Method
-from peftsum.resources import Stopwatch, amp_dtype, autocast
+from peftsum.resources import Stopwatch, amp_dtype, autocast, place
 from peftsum.text import lead, split_sentences
 
 log = logging.getLogger(__name__)
@@ -132,14 +132,15 @@ def _write(out_dir: Path, name: str, kind: str, seed: int | None, split_rows: li
 
 def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: EvalConfig,
               out_dir: Path, method: Method | None = None, weights: Path | None = None,
-              seed: int | None = None) -> dict:
-    """Evaluate a trained method (method + weights) or, with neither, the untrained model."""
+              seed: int | None = None, baseline: str = "zero_shot") -> dict:
+    """Evaluate a trained method (method + weights) or, with neither, the untrained model
+    under the name `baseline`."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = amp_dtype(dev, cfg.cpu_bf16)
     model, tokenizer = models.load(model_dir)
     if method is not None:
         model = method.load_for_inference(model, tokenizer, weights)
-    model.to(dev)
+    place(model, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
     test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)
     with Stopwatch() as clock:
@@ -149,7 +150,7 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     extra = {"test_loss": test_loss, "perplexity": math.exp(test_loss),
              "gen_wall_s": clock.seconds, "gen_tokens_per_s": n_new / clock.seconds,
              "hit_max_new_tokens": sum(o["hit_max"] for o in outputs) / len(outputs)}
-    name, kind = (method.name, method.kind) if method else ("zero_shot", "baseline")
+    name, kind = (method.name, method.kind) if method else (baseline, "baseline")
     per_example = [{"gen_tokens": o["n_tokens"], "hit_max": o["hit_max"]} for o in outputs]
     return _write(out_dir, name, kind, seed, split_rows, preds, extra, per_example)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
 import threading
 import time
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def amp_dtype(dev: torch.device, cpu_bf16: bool) -> torch.dtype | None:
@@ -23,6 +26,41 @@ def autocast(dev: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=dtype)
+
+
+def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype | None) -> int:
+    """Store the frozen matmul weights in the autocast dtype once; return how many were cast.
+
+    Autocast caches a cast only for weights that require grad: a frozen fp32 base is cast to
+    bf16 again in every forward and at every decoding step. Casting the frozen Linear (and
+    GPT-2's Conv1D) weights once gives the same products, since autocast rounds the same way,
+    without the copies, and halves their memory. Embeddings and norms keep their dtype (autocast
+    does not cast them); a frozen head tied to the embeddings gets its own low-precision copy.
+    """
+    if dtype is None:
+        return 0
+    from transformers.pytorch_utils import Conv1D
+
+    cast = 0
+    for module in model.modules():
+        if not isinstance(module, (torch.nn.Linear, Conv1D)):
+            continue
+        params = list(module.parameters(recurse=False))
+        if any(p.requires_grad for p in params) or all(p.dtype == dtype for p in params):
+            continue
+        for name, param in module.named_parameters(recurse=False):
+            # A new Parameter, not .data: a weight tied to the embeddings must stay fp32 there.
+            setattr(module, name, torch.nn.Parameter(param.detach().to(dtype), requires_grad=False))
+        cast += 1
+    return cast
+
+
+def place(model: torch.nn.Module, dev: torch.device, dtype: torch.dtype | None) -> torch.nn.Module:
+    """The model on dev, its frozen matmul weights stored in the autocast dtype."""
+    model.to(dev)
+    log.info("frozen matmul weights stored in %s: %d modules", dtype,
+             cast_frozen_weights(model, dtype))
+    return model
 
 
 def peak_rss_mb() -> float:

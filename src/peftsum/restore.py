@@ -19,7 +19,7 @@ from peftsum.data.tokenize import Encoder, source_budget
 from peftsum.errors import UserError
 from peftsum.evaluate import generate
 from peftsum.methods.common import unwrap
-from peftsum.resources import amp_dtype
+from peftsum.resources import amp_dtype, place
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
                                                          run["reserved_positions"]))
     examples = encoder.encode(articles, [""] * len(articles))  # only the source part is used
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(dev)
-    outputs = generate(model, tokenizer, examples, cfg, dev, amp_dtype(dev, cfg.cpu_bf16))
+    dtype = amp_dtype(dev, cfg.cpu_bf16)
+    outputs = generate(place(model, dev, dtype), tokenizer, examples, cfg, dev, dtype)
     return [o["text"] for o in outputs]
 
 

@@ -79,6 +79,18 @@ def tokenize(config: dict, model_dir: Path, split_dir: Path, out_dir: Path) -> d
                                TemplateConfig.from_dict(config["template"]), reserved)
 
 
+def tokenize_chat(config: dict, model_dir: Path, split_test: Path, out_file: Path) -> dict:
+    from peftsum import methods, models
+    from peftsum.data import tokenize as tokenize_module
+
+    tokenizer = models.load_tokenizer(model_dir)
+    reserved = methods.reserved_positions(methods.all_from_config(config))
+    return tokenize_module.run_chat(tokenizer, models.model_info(model_dir)["context_length"],
+                                    Path(split_test), Path(out_file),
+                                    TemplateConfig.from_dict(config["template"]), reserved,
+                                    config["evaluation"]["chat_instruction"])
+
+
 def train(config: dict, method_name: str, seed: int, model_dir: Path, data_dir: Path,
           out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1) -> dict | None:
     """Train in this process, or data-parallel over `processes` ranks through torchrun."""
@@ -146,15 +158,15 @@ def _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoin
 
 def evaluate(config: dict, model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: Path,
              method_name: str | None = None, weights: Path | None = None,
-             seed: int | None = None) -> dict:
-    """A trained method when method_name is given, else the untrained model (zero-shot)."""
+             seed: int | None = None, baseline: str | None = None) -> dict:
+    """A trained method when method_name is given, else the untrained model as `baseline`."""
     from peftsum import evaluate as evaluate_module
     from peftsum import methods
 
     method = methods.from_config(method_name, config["methods"][method_name]) if method_name else None
     return evaluate_module.run_model(Path(model_dir), Path(tokenized_test), Path(split_test),
                                      EvalConfig.from_dict(config["evaluation"]), Path(out_dir),
-                                     method, weights, seed)
+                                     method, weights, seed, baseline or "zero_shot")
 
 
 def lead3(split_test: Path, out_dir: Path) -> dict:

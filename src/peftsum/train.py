@@ -39,6 +39,7 @@ from peftsum.resources import (
     peak_flops,
     peak_gpu_mb,
     peak_rss_mb,
+    place,
     training_flops_per_token,
 )
 
@@ -72,7 +73,8 @@ class Trainer:
         self.val_set = validation[: cfg.eval_samples][self.rank::self.world]  # this rank's share
         self.lengths = [len(e["input_ids"]) for e in train]
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
-        self.model = model.to(dev)
+        self.dtype = amp_dtype(dev, cfg.cpu_bf16)
+        self.model = place(model, dev, self.dtype)
         if cfg.compile:
             self.model.compile()  # in place: parameter names, and so saved files, stay the same
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -84,7 +86,6 @@ class Trainer:
         self.scheduler = linear_schedule(self.optimizer, max(1, round(cfg.warmup_ratio *
                                                                       self.total_steps)),
                                          self.total_steps)
-        self.dtype = amp_dtype(dev, cfg.cpu_bf16)
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.dtype == torch.float16)
         self.state = {"step": 0, "epoch": 0, "epoch_step": 0, "best_step": None,

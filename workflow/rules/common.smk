@@ -24,7 +24,7 @@ wildcard_constraints:
     split="|".join(SPLITS),
     model=MODEL,
     dataset=DATASET,
-    baseline="|".join(["zero_shot", "lead3"]),
+    baseline="|".join(["zero_shot", "zero_shot_chat", "lead3"]),
 
 
 def trained_runs():
@@ -34,3 +34,10 @@ def trained_runs():
 def evaluations():
     trained = expand("results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS)
     return trained + expand("results/eval/{baseline}", baseline=BASELINES)
+
+
+def zero_shot_tokens(wildcards):
+    """The test set in the shared template, or in the model's chat template for zero_shot_chat."""
+    if wildcards.baseline == "zero_shot_chat":
+        return "results/data/tokenized_chat/test.jsonl"
+    return "results/data/tokenized/test.jsonl"

@@ -57,3 +57,20 @@ rule tokenize:
         "../../envs/torch.yaml"
     script:
         "../scripts/tokenize.py"
+
+
+rule tokenize_chat:
+    input:
+        split="results/data/split/test.jsonl",
+        model=f"resources/models/{MODEL}",
+    output:
+        "results/data/tokenized_chat/test.jsonl",
+    log:
+        "logs/tokenize/tokenize_chat.log",
+    params:
+        template=config["template"],
+        instruction=config["evaluation"]["chat_instruction"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/tokenize_chat.py"

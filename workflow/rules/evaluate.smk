@@ -25,16 +25,18 @@ rule evaluate:
 
 rule evaluate_zero_shot:
     input:
-        tokenized="results/data/tokenized/test.jsonl",
+        tokenized=zero_shot_tokens,
         split="results/data/split/test.jsonl",
         model=f"resources/models/{MODEL}",
     output:
-        metrics="results/eval/zero_shot/metrics.json",
-        predictions="results/eval/zero_shot/predictions.jsonl",
+        metrics="results/eval/{baseline}/metrics.json",
+        predictions="results/eval/{baseline}/predictions.jsonl",
     log:
-        "logs/evaluate/zero_shot.log",
+        "logs/evaluate/{baseline}.log",
     benchmark:
-        "benchmarks/evaluate/zero_shot.tsv"
+        "benchmarks/evaluate/{baseline}.tsv"
+    wildcard_constraints:
+        baseline="zero_shot|zero_shot_chat",
     params:
         evaluation=config["evaluation"],
     threads: 4

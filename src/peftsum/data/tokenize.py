@@ -6,6 +6,7 @@ max_target_tokens always fit the model's context. Loss labels cover the summary 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 from pathlib import Path
@@ -67,6 +68,25 @@ class Encoder:
         return rows
 
 
+def chat_template(tokenizer, template: TemplateConfig, instruction: str) -> TemplateConfig:
+    """The template with the article inside a user turn of the tokenizer's chat template.
+
+    For instruct models: prefix = the chat text up to the article (system turn, user header,
+    instruction), suffix = the rest up to the assistant header. The article is truncated in
+    tokens between the two, as with the plain template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("the zero_shot_chat baseline needs a chat template, and this model's "
+                        "tokenizer has none: use an instruct model or drop zero_shot_chat from "
+                        "evaluation.baselines")
+    marker = "\x00ARTICLE\x00"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": f"{instruction}\n\n{marker}"}],
+        tokenize=False, add_generation_prompt=True)
+    prefix, suffix = text.split(marker)
+    return dataclasses.replace(template, prefix=prefix, suffix=suffix, summary_prefix="")
+
+
 def _length_stats(lengths: list[int], limit: int) -> dict:
     ordered = sorted(lengths)
     return {
@@ -78,24 +98,43 @@ def _length_stats(lengths: list[int], limit: int) -> dict:
     }
 
 
+def encode_split(encoder: Encoder, split_file: Path, out_file: Path) -> dict:
+    """Write out_file (id, input_ids, source_len); return the article and summary length stats."""
+    examples = read_jsonl(split_file)
+    encoded = encoder.encode([e["article"] for e in examples], [e["highlights"] for e in examples])
+    write_jsonl(out_file, (
+        {"id": e["id"], "input_ids": r["input_ids"], "source_len": r["source_len"]}
+        for e, r in zip(examples, encoded)
+    ))
+    return {
+        "article_tokens": _length_stats([r["article_tokens"] for r in encoded],
+                                        encoder.article_budget),
+        "summary_tokens": _length_stats([r["summary_tokens"] for r in encoded],
+                                        encoder.template.max_target_tokens - 1),
+    }
+
+
 def run(tokenizer, context: int, split_dir: Path, out_dir: Path, template: TemplateConfig,
         reserved: int) -> dict:
     """Write out_dir/{split}.jsonl (id, input_ids, source_len) and out_dir/stats.json."""
     encoder = Encoder(tokenizer, template, source_budget(template, context, reserved))
     stats = {"reserved_positions": reserved, "max_length": min(template.max_length, context)}
     for split in SPLITS:
-        examples = read_jsonl(Path(split_dir) / f"{split}.jsonl")
-        encoded = encoder.encode([e["article"] for e in examples], [e["highlights"] for e in examples])
-        write_jsonl(Path(out_dir) / f"{split}.jsonl", (
-            {"id": e["id"], "input_ids": r["input_ids"], "source_len": r["source_len"]}
-            for e, r in zip(examples, encoded)
-        ))
-        stats[split] = {
-            "article_tokens": _length_stats([r["article_tokens"] for r in encoded],
-                                            encoder.article_budget),
-            "summary_tokens": _length_stats([r["summary_tokens"] for r in encoded],
-                                            template.max_target_tokens - 1),
-        }
+        stats[split] = encode_split(encoder, Path(split_dir) / f"{split}.jsonl",
+                                    Path(out_dir) / f"{split}.jsonl")
     write_json(Path(out_dir) / "stats.json", stats)
     log.info("tokenized: %s", {s: stats[s]["article_tokens"] for s in SPLITS})
+    return stats
+
+
+def run_chat(tokenizer, context: int, split_file: Path, out_file: Path, template: TemplateConfig,
+             reserved: int, instruction: str) -> dict:
+    """Write out_file: one split encoded with the chat template, in the same source budget."""
+    chat = chat_template(tokenizer, template, instruction)
+    encoder = Encoder(tokenizer, chat, source_budget(template, context, reserved))
+    if encoder.article_budget < 16:
+        raise UserError(f"the chat template leaves only {encoder.article_budget} article tokens "
+                        "in template.max_length; raise it or shorten evaluation.chat_instruction")
+    stats = encode_split(encoder, Path(split_file), Path(out_file))
+    log.info("tokenized with the chat template: %s", stats["article_tokens"])
     return stats

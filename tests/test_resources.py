@@ -1,0 +1,41 @@
+"""Storing the frozen weights in bf16 once must change nothing but speed and memory."""
+
+import copy
+
+import torch
+
+from peftsum.methods import from_config
+from peftsum.resources import cast_frozen_weights
+
+
+def _lora_logits_and_grads(model, ids):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=ids).logits
+    logits.float().logsumexp(-1).mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return logits, grads
+
+
+def test_frozen_weights_in_bf16_give_the_same_logits_and_gradients(tiny_gpt2, tokenizer):
+    model, _ = from_config("lora", {"kind": "lora", "dropout": 0.0, "lr": 1e-3}).wrap(
+        tiny_gpt2.eval(), tokenizer)
+    cast = copy.deepcopy(model)
+    # 2 blocks x (attention in, attention out, MLP in, MLP out) + the tied head.
+    assert cast_frozen_weights(cast, torch.bfloat16) == 9
+    ids = torch.randint(0, tokenizer.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    logits, grads = _lora_logits_and_grads(model, ids)
+    logits_cast, grads_cast = _lora_logits_and_grads(cast, ids)
+    assert torch.equal(logits, logits_cast)
+    assert grads.keys() == grads_cast.keys() and grads
+    for name in grads:
+        assert torch.equal(grads[name], grads_cast[name]), name
+    trainable = {p.dtype for p in cast.parameters() if p.requires_grad}
+    embeddings = cast.get_input_embeddings().weight
+    assert trainable == {torch.float32} and embeddings.dtype == torch.float32
+    assert cast.get_output_embeddings().weight.dtype == torch.bfloat16  # its own copy
+
+
+def test_nothing_is_cast_in_full_precision_or_when_everything_trains(tiny_gpt2):
+    assert cast_frozen_weights(tiny_gpt2, None) == 0
+    assert cast_frozen_weights(tiny_gpt2, torch.bfloat16) == 0  # a fresh model trains everything
+    assert {p.dtype for p in tiny_gpt2.parameters()} == {torch.float32}
