@@ -17,7 +17,7 @@ from peftsum.data.batches import collate, collate_sources, sorted_batches
 from peftsum.io import read_jsonl, write_json, write_jsonl
 from peftsum.loss import summary_nll
 from peftsum.methods import Method
-from peftsum.resources import Stopwatch, amp_dtype, autocast, place
+from peftsum.resources import Stopwatch, amp_dtype, autocast, place_for_inference
 from peftsum.text import lead, split_sentences
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     model, tokenizer = models.load(model_dir)
     if method is not None:
         model = method.load_for_inference(model, tokenizer, weights)
-    place(model, dev, dtype)
+    place_for_inference(model, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
     test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)
     with Stopwatch() as clock:

@@ -63,6 +63,12 @@ def place(model: torch.nn.Module, dev: torch.device, dtype: torch.dtype | None) 
     return model
 
 
+def place_for_inference(model: torch.nn.Module, dev: torch.device,
+                        dtype: torch.dtype | None) -> torch.nn.Module:
+    """place(), with every weight frozen first: nothing trains in evaluation."""
+    return place(model.requires_grad_(False), dev, dtype)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 

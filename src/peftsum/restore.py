@@ -19,7 +19,7 @@ from peftsum.data.tokenize import Encoder, source_budget
 from peftsum.errors import UserError
 from peftsum.evaluate import generate
 from peftsum.methods.common import unwrap
-from peftsum.resources import amp_dtype, place
+from peftsum.resources import amp_dtype, place_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
     examples = encoder.encode(articles, [""] * len(articles))  # only the source part is used
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = amp_dtype(dev, cfg.cpu_bf16)
-    outputs = generate(place(model, dev, dtype), tokenizer, examples, cfg, dev, dtype)
+    outputs = generate(place_for_inference(model, dev, dtype), tokenizer, examples, cfg, dev, dtype)
     return [o["text"] for o in outputs]
 
 
