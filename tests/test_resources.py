@@ -5,7 +5,7 @@ import copy
 import torch
 
 from peftsum.methods import from_config
-from peftsum.resources import cast_frozen_weights
+from peftsum.resources import cast_frozen_weights, training_attention
 
 
 def _lora_logits_and_grads(model, ids):
@@ -39,3 +39,24 @@ def test_nothing_is_cast_in_full_precision_or_when_everything_trains(tiny_gpt2):
     assert cast_frozen_weights(tiny_gpt2, None) == 0
     assert cast_frozen_weights(tiny_gpt2, torch.bfloat16) == 0  # a fresh model trains everything
     assert {p.dtype for p in tiny_gpt2.parameters()} == {torch.float32}
+
+
+def test_auto_attention_is_eager_only_for_bf16_on_a_cpu():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert training_attention("auto", cpu, torch.bfloat16) == "eager"
+    assert training_attention("auto", cpu, None) == "sdpa"
+    assert training_attention("auto", gpu, torch.bfloat16) == "sdpa"
+    assert training_attention("sdpa", cpu, torch.bfloat16) == "sdpa"
+
+
+def test_eager_and_sdpa_attention_give_the_same_loss(tiny_gpt2, tokenizer):
+    ids = torch.randint(0, tokenizer.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0  # left padding, as in generation batches
+    losses = []
+    for attention in ("sdpa", "eager"):
+        tiny_gpt2.eval().set_attn_implementation(attention)
+        labels = ids.clone()
+        labels[0, :6] = -100  # nothing predicted from padding, nor the first real token
+        losses.append(tiny_gpt2(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    torch.testing.assert_close(losses[0], losses[1])

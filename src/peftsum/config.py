@@ -110,6 +110,7 @@ class TrainingConfig:
     cpu_bf16: bool = False
     checkpoint_every: int = 50
     compile: bool = False
+    attention: str = "auto"
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:

@@ -40,6 +40,7 @@ from peftsum.resources import (
     peak_gpu_mb,
     peak_rss_mb,
     place,
+    training_attention,
     training_flops_per_token,
 )
 
@@ -74,6 +75,8 @@ class Trainer:
         self.lengths = [len(e["input_ids"]) for e in train]
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
         self.dtype = amp_dtype(dev, cfg.cpu_bf16)
+        self.attention = training_attention(cfg.attention, dev, self.dtype)
+        unwrap(model).set_attn_implementation(self.attention)
         self.model = place(model, dev, self.dtype)
         if cfg.compile:
             self.model.compile()  # in place: parameter names, and so saved files, stay the same
@@ -255,13 +258,13 @@ def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, se
     seed_everything(seed)  # before any random init (LoRA's A matrices)
     model, tokenizer = models.load(model_dir)
     model, counts = method.wrap(model, tokenizer)
-    log.info("%s: %s trainable (%s), %s added, %s total; attention: %s", method.name,
-             f"{counts.trainable:,}", counts.formula, f"{counts.added:,}", f"{counts.total:,}",
-             unwrap(model).config._attn_implementation)
     trainer = Trainer(model, tokenizer, method, cfg, seed,
                       read_jsonl(Path(data_dir) / "train.jsonl"),
                       read_jsonl(Path(data_dir) / "validation.jsonl"), dev, checkpoint_dir,
                       _fingerprint(method, cfg, seed, data_dir))
+    log.info("%s: %s trainable (%s), %s added, %s total; attention: %s", method.name,
+             f"{counts.trainable:,}", counts.formula, f"{counts.added:,}", f"{counts.total:,}",
+             trainer.attention)
     with GpuMonitor(dev) as gpu_monitor:
         state = trainer.fit()
     if not distributed.is_main():
@@ -302,7 +305,7 @@ def _summary(trainer: Trainer, counts, state: dict, gpu: dict, weights_bytes: in
             "peak_rss_mb": peak_rss_mb(), **peak_gpu_mb(), "device": device_name(trainer.dev),
             "gpu_count": world if trainer.dev.type == "cuda" else 0,
             "precision": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "float32",
-            "flops_per_token": flops, "train_flops": total_flops,
+            "attention": trainer.attention, "flops_per_token": flops, "train_flops": total_flops,
             "mfu": total_flops / seconds / (peak * world) if peak else None,
             "checkpoint_mb": weights_bytes / 2**20, **gpu,
         },
