@@ -69,6 +69,12 @@ def _padding(args: argparse.Namespace) -> None:
           f"padded to {args.width} {padding_share(lengths, random_batches(n, size, 0), args.width):.1%}")
 
 
+def _timings(args: argparse.Namespace) -> None:
+    from peftsum import timings
+
+    print(timings.table(timings.read(Path(args.benchmarks)), args.wall))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m peftsum")
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     pad.add_argument("--batch-size", type=int, default=8)
     pad.add_argument("--width", type=int, default=512, help="the fixed width to compare with")
     pad.set_defaults(func=_padding, log=None)
+    times = sub.add_parser("timings", help="where a workflow run's time went, per job and stage, "
+                                           "from its benchmarks/ files")
+    times.add_argument("--benchmarks", default="benchmarks")
+    times.add_argument("--wall", type=float, default=None, help="the run's wall time in seconds")
+    times.set_defaults(func=_timings, log=None)
     return p
 
 

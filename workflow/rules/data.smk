@@ -3,6 +3,8 @@ rule download_model:
         directory("resources/models/{model}"),
     log:
         "logs/download_model/{model}.log",
+    benchmark:
+        "benchmarks/download_model/{model}.tsv",
     params:
         model=config["model"],
     conda:
@@ -16,6 +18,8 @@ rule download_data:
         expand("resources/data/{{dataset}}/{split}.jsonl", split=SPLITS),
     log:
         "logs/download_data/{dataset}.log",
+    benchmark:
+        "benchmarks/download_data/{dataset}.tsv",
     params:
         data=config["data"],
     conda:
@@ -32,6 +36,8 @@ rule split:
         stats="results/data/split/stats.json",
     log:
         "logs/split/split.log",
+    benchmark:
+        "benchmarks/split/split.tsv",
     params:
         sizes=config["data"]["sizes"],
         seed=config["data"]["seed"],
@@ -50,6 +56,8 @@ rule tokenize:
         stats="results/data/tokenized/stats.json",
     log:
         "logs/tokenize/tokenize.log",
+    benchmark:
+        "benchmarks/tokenize/tokenize.tsv",
     params:
         template=config["template"],
         methods=config["methods"],
@@ -67,6 +75,8 @@ rule tokenize_chat:
         "results/data/tokenized_chat/test.jsonl",
     log:
         "logs/tokenize/tokenize_chat.log",
+    benchmark:
+        "benchmarks/tokenize/tokenize_chat.tsv",
     params:
         template=config["template"],
         instruction=config["evaluation"]["chat_instruction"],

@@ -56,6 +56,8 @@ rule evaluate_lead3:
         predictions="results/eval/lead3/predictions.jsonl",
     log:
         "logs/evaluate/lead3.log",
+    benchmark:
+        "benchmarks/evaluate/lead3.tsv",
     conda:
         "../../envs/torch.yaml"
     script:

@@ -24,6 +24,8 @@ rule aggregate:
         by_method_json="results/metrics_by_method.json",
     log:
         "logs/aggregate/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate/aggregate.tsv",
     params:
         eval_dirs=evaluations(),
         run_dirs=trained_runs(),
@@ -58,6 +60,8 @@ rule render_report:
         ),
     log:
         "logs/render_report/render_report.log",
+    benchmark:
+        "benchmarks/render_report/render_report.tsv",
     params:
         eval_dirs=evaluations(),
         run_dirs=trained_runs(),
