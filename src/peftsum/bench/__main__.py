@@ -93,7 +93,7 @@ def _profile(job: presets.Job) -> dict:
 
 def bench(args: argparse.Namespace) -> dict:
     preset = presets.preset(args.preset, args.config_dir, steps=args.steps, n_test=args.n_test,
-                            cpu_bf16=False if args.fp32 else None)
+                            cpu_bf16=False if args.fp32 else None, attention=args.attention)
     if preset.steps <= report.WARMUP_STEPS or args.repeats < 1:
         raise UserError(f"--steps must exceed the {report.WARMUP_STEPS} warm-up step(s), "
                         "--repeats must be at least 1")
@@ -125,7 +125,8 @@ def _header(results: dict) -> list[str]:
     p, env, peak = results["preset"], results["environment"], results["peak"]
     n = peak["n"]
     machine_line = (f"peftsum bench, preset {p['name']}: model {p['model']['name']}, data "
-                    f"{p['data']}, {peak['dtype']}; {env['device']} ({env['cpu']}, "
+                    f"{p['data']}, {peak['dtype']}, our training attention "
+                    f"{p.get('attention', 'sdpa')}; {env['device']} ({env['cpu']}, "
                     f"{env['cores']} cores, {env['threads']} threads), {env['date']}")
     versions = ("torch {torch}, transformers {transformers}, peft {peft}, accelerate "
                 "{accelerate}, datasets {datasets}; 1-minute load average at the end "
@@ -189,6 +190,8 @@ def parser() -> argparse.ArgumentParser:
                    help="relative loss gap under which two variants trained the same thing")
     p.add_argument("--fp32", action="store_true",
                    help="no bf16 autocast on the CPU (bf16 changes greedy text with batch shape)")
+    p.add_argument("--attention", choices=["auto", "sdpa", "eager"], default=None,
+                   help="our loop's training.attention (default: auto)")
     p.add_argument("--in-process", action="store_true",
                    help="run the variants in this process: faster, no peak memory figures")
     p.add_argument("--profile", action="store_true", help="profile one step of our loop")

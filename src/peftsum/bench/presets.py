@@ -39,6 +39,7 @@ class Preset:
     max_new_tokens: int
     cpu_bf16: bool  # bf16 autocast on CPU (on a GPU, bf16 or fp16 whatever this says)
     matmul_size: int  # side of the square matmul timed for the device's peak
+    attention: str = "auto"  # our loop's training.attention (the others: transformers' default)
 
 
 def _config(config_dir: Path, name: str) -> dict:

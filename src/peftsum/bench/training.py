@@ -44,7 +44,7 @@ def training_config(job: Job) -> TrainingConfig:
     p = job.preset
     return TrainingConfig(epochs=1, max_steps=p.steps, batch_size=p.batch_size,
                           grad_accum=p.grad_accum, eval_every=NEVER, log_every=1, patience=None,
-                          cpu_bf16=p.cpu_bf16, checkpoint_every=NEVER)
+                          cpu_bf16=p.cpu_bf16, checkpoint_every=NEVER, attention=p.attention)
 
 
 def plan(job: Job) -> list[list[list[int]]]:
