@@ -18,7 +18,7 @@ from peftsum import distributed, models
 from peftsum.bench.presets import Job
 from peftsum.config import EvalConfig
 from peftsum.evaluate import generate
-from peftsum.resources import amp_dtype, autocast
+from peftsum.resources import amp_dtype, autocast, place_for_inference
 
 
 def _setup(job: Job):
@@ -28,8 +28,10 @@ def _setup(job: Job):
 
 
 def generate_ours(job: Job) -> dict:
-    """peftsum.evaluate.generate: batches sorted by source length, left padding, KV cache."""
+    """peftsum.evaluate.generate: batches sorted by source length, left padding, KV cache, the
+    frozen weights stored in the autocast dtype."""
     model, tokenizer, dev, dtype = _setup(job)
+    place_for_inference(model, dev, dtype)  # as the evaluate rule does
     p = job.preset
     cfg = EvalConfig(batch_size=p.gen_batch_size, max_new_tokens=p.max_new_tokens, num_beams=1,
                      no_repeat_ngram_size=0, cpu_bf16=p.cpu_bf16)
