@@ -5,7 +5,7 @@ import copy
 import torch
 
 from peftsum.methods import from_config
-from peftsum.resources import cast_frozen_weights, training_attention
+from peftsum.resources import cast_frozen_weights
 
 
 def _lora_logits_and_grads(model, ids):
@@ -39,14 +39,6 @@ def test_nothing_is_cast_in_full_precision_or_when_everything_trains(tiny_gpt2):
     assert cast_frozen_weights(tiny_gpt2, None) == 0
     assert cast_frozen_weights(tiny_gpt2, torch.bfloat16) == 0  # a fresh model trains everything
     assert {p.dtype for p in tiny_gpt2.parameters()} == {torch.float32}
-
-
-def test_auto_attention_is_eager_only_for_bf16_on_a_cpu():
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert training_attention("auto", cpu, torch.bfloat16) == "eager"
-    assert training_attention("auto", cpu, None) == "sdpa"
-    assert training_attention("auto", gpu, torch.bfloat16) == "sdpa"
-    assert training_attention("sdpa", cpu, torch.bfloat16) == "sdpa"
 
 
 def test_eager_and_sdpa_attention_give_the_same_loss(tiny_gpt2, tokenizer):

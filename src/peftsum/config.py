@@ -110,7 +110,7 @@ class TrainingConfig:
     cpu_bf16: bool = False
     checkpoint_every: int = 50
     compile: bool = False
-    attention: str = "auto"
+    attention: str = "sdpa"
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:

@@ -21,14 +21,6 @@ def amp_dtype(dev: torch.device, cpu_bf16: bool) -> torch.dtype | None:
     return torch.bfloat16 if cpu_bf16 else None
 
 
-def training_attention(choice: str, dev: torch.device, dtype: torch.dtype | None) -> str:
-    """auto: eager attention for bf16 on a CPU, where PyTorch's flash kernel (forward and above
-    all backward) took 1.5x the time of the whole eager step on SmolLM2; sdpa elsewhere."""
-    if choice != "auto":
-        return choice
-    return "eager" if dev.type == "cpu" and dtype == torch.bfloat16 else "sdpa"
-
-
 def autocast(dev: torch.device, dtype: torch.dtype | None):
     """Autocast to dtype (None: full precision); trainable weights stay fp32 either way."""
     if dtype is None:

@@ -40,7 +40,6 @@ from peftsum.resources import (
     peak_gpu_mb,
     peak_rss_mb,
     place,
-    training_attention,
     training_flops_per_token,
 )
 
@@ -75,8 +74,8 @@ class Trainer:
         self.lengths = [len(e["input_ids"]) for e in train]
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
         self.dtype = amp_dtype(dev, cfg.cpu_bf16)
-        self.attention = training_attention(cfg.attention, dev, self.dtype)
-        unwrap(model).set_attn_implementation(self.attention)
+        self.attention = cfg.attention
+        unwrap(model).set_attn_implementation(cfg.attention)
         self.model = place(model, dev, self.dtype)
         if cfg.compile:
             self.model.compile()  # in place: parameter names, and so saved files, stay the same

@@ -190,8 +190,8 @@ def parser() -> argparse.ArgumentParser:
                    help="relative loss gap under which two variants trained the same thing")
     p.add_argument("--fp32", action="store_true",
                    help="no bf16 autocast on the CPU (bf16 changes greedy text with batch shape)")
-    p.add_argument("--attention", choices=["auto", "sdpa", "eager"], default=None,
-                   help="our loop's training.attention (default: auto)")
+    p.add_argument("--attention", choices=["sdpa", "eager"], default=None,
+                   help="our loop's training.attention (default: the preset's config)")
     p.add_argument("--in-process", action="store_true",
                    help="run the variants in this process: faster, no peak memory figures")
     p.add_argument("--profile", action="store_true", help="profile one step of our loop")

@@ -39,7 +39,7 @@ class Preset:
     max_new_tokens: int
     cpu_bf16: bool  # bf16 autocast on CPU (on a GPU, bf16 or fp16 whatever this says)
     matmul_size: int  # side of the square matmul timed for the device's peak
-    attention: str = "auto"  # our loop's training.attention (the others: transformers' default)
+    attention: str = "sdpa"  # our loop's training.attention (the others: transformers' default)
 
 
 def _config(config_dir: Path, name: str) -> dict:
@@ -70,7 +70,7 @@ def _cpu_demo(config_dir: Path) -> Preset:
         methods=demo["methods"], batch_size=training["batch_size"],
         grad_accum=training["grad_accum"], steps=5, n_probe=16, n_test=None,
         gen_batch_size=evaluation["batch_size"], max_new_tokens=evaluation["max_new_tokens"],
-        cpu_bf16=training["cpu_bf16"], matmul_size=4096)
+        cpu_bf16=training["cpu_bf16"], matmul_size=4096, attention=training["attention"])
 
 
 def _gpt2(config_dir: Path, name: str, template: dict, **sizes) -> Preset:
