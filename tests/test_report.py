@@ -54,7 +54,10 @@ def predictions(name: str, seed: int | None = None) -> list[dict]:
 
 
 SETUP = {
-    "model": {"name": "gpt2", "source": "huggingface", "id": "gpt2", "n_params": 124439808},
+    "model": {"name": "gpt2", "source": "huggingface", "id": "gpt2", "n_params": 124439808,
+              # long unbroken values, as real runs have: they must wrap in the browser
+              "file": "/home/user/.venv/lib/python3.11/site-packages/some_package/Model-Q4_1.gguf",
+              "weights_sha256": "a672150fb4f99d7c8f4168cecdd464069c0ef3a37d8113f22ddb9d48031d03cd"},
     "data": {
         "source": "cnn_dailymail",
         "sizes": {"train": 99, "val": 10, "test": 12},
