@@ -608,3 +608,18 @@ def test_report_modules_do_not_import_heavy_libraries():
         env=os.environ | {"PYTHONPATH": str(src)},
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_findings_compare_with_the_strongest_zero_shot_baseline():
+    methods = [
+        {"name": "lora", "rougeL_mean": 29.5, "n_seeds": 1},
+        {"name": "lead3", "rougeL_mean": 24.8, "n_seeds": 1},
+        {"name": "zero_shot_chat", "rougeL_mean": 23.9, "n_seeds": 1},
+        {"name": "zero_shot", "rougeL_mean": 20.3, "n_seeds": 1},
+    ]
+    sentence = report.best_rouge_sentence(methods)
+    assert sentence.endswith("and 5.60 points above the zero_shot_chat baseline (23.90).")
+    pairs = [significance_pair("lora", "lead3", 0.01), significance_pair("lora", "zero_shot_chat", 0.2),
+             significance_pair("lora", "zero_shot", 0.0001)]
+    assert "its lead over zero_shot_chat is not significant (p = 0.200" in (
+        report.significance_sentence(methods, pairs))

@@ -524,12 +524,17 @@ def best_rouge_sentence(methods: list[dict]) -> str:
         gap = best["rougeL_mean"] - runner_up["rougeL_mean"]
         sentence += f", {gap:.2f} points above the next best, {runner_up['name']}"
         sentence += f" ({runner_up['rougeL_mean']:.2f})"
-    zero_shot = next((m for m in scored[1:] if m["name"] == "zero_shot"), None)
+    zero_shot = strongest_zero_shot(scored[1:])
     if zero_shot and zero_shot is not runner_up:
         gap = best["rougeL_mean"] - zero_shot["rougeL_mean"]
-        sentence += f", and {gap:.2f} points above the zero_shot baseline"
+        sentence += f", and {gap:.2f} points above the {zero_shot['name']} baseline"
         sentence += f" ({zero_shot['rougeL_mean']:.2f})"
     return sentence + "."
+
+
+def strongest_zero_shot(scored: list[dict]) -> dict | None:
+    """The untrained model's best row (zero_shot or zero_shot_chat); scored is best first."""
+    return next((m for m in scored if m["name"].startswith("zero_shot")), None)
 
 
 def find_pair(pairs: list[dict], first: str, second: str) -> dict | None:
@@ -537,12 +542,14 @@ def find_pair(pairs: list[dict], first: str, second: str) -> dict | None:
 
 
 def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
-    """Whether the best's lead over the runner-up and over zero_shot is significant (ROUGE-L)."""
+    """Whether the best's lead over the runner-up and over the strongest zero-shot baseline is
+    significant (ROUGE-L)."""
     scored = ranked_by_rouge_l(methods)
     if len(scored) < 2 or not pairs:
         return ""
     best = scored[0]["name"]
-    others = [scored[1]["name"]] + [m["name"] for m in scored[2:] if m["name"] == "zero_shot"]
+    zero_shot = strongest_zero_shot(scored[2:])
+    others = [scored[1]["name"]] + ([zero_shot["name"]] if zero_shot else [])
     clauses = []
     for other in others:
         pair = find_pair(pairs, best, other)
