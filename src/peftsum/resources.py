@@ -58,8 +58,9 @@ def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype | None) -> in
 def place(model: torch.nn.Module, dev: torch.device, dtype: torch.dtype | None) -> torch.nn.Module:
     """The model on dev, its frozen matmul weights stored in the autocast dtype."""
     model.to(dev)
-    log.info("frozen matmul weights stored in %s: %d modules", dtype,
-             cast_frozen_weights(model, dtype))
+    cast = cast_frozen_weights(model, dtype)
+    if cast:
+        log.info("frozen matmul weights stored in %s: %d modules", dtype, cast)
     return model
 
 

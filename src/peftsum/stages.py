@@ -68,27 +68,29 @@ def split(config: dict, source_dir: Path, out_dir: Path) -> dict:
     return split_module.run(Path(source_dir), Path(out_dir), data["sizes"], data["seed"])
 
 
-def tokenize(config: dict, model_dir: Path, split_dir: Path, out_dir: Path) -> dict:
+def _encoding(config: dict, model_dir: Path) -> tuple:
+    """What every tokenization needs: tokenizer, context length, template, soft-prompt room."""
     from peftsum import methods, models
+
+    reserved = methods.reserved_positions(methods.all_from_config(config))
+    return (models.load_tokenizer(model_dir), models.model_info(model_dir)["context_length"],
+            TemplateConfig.from_dict(config["template"]), reserved)
+
+
+def tokenize(config: dict, model_dir: Path, split_dir: Path, out_dir: Path) -> dict:
     from peftsum.data import tokenize as tokenize_module
 
-    tokenizer = models.load_tokenizer(model_dir)
-    reserved = methods.reserved_positions(methods.all_from_config(config))
-    return tokenize_module.run(tokenizer, models.model_info(model_dir)["context_length"],
-                               Path(split_dir), Path(out_dir),
-                               TemplateConfig.from_dict(config["template"]), reserved)
+    tokenizer, context, template, reserved = _encoding(config, model_dir)
+    return tokenize_module.run(tokenizer, context, Path(split_dir), Path(out_dir), template,
+                               reserved)
 
 
 def tokenize_chat(config: dict, model_dir: Path, split_test: Path, out_file: Path) -> dict:
-    from peftsum import methods, models
     from peftsum.data import tokenize as tokenize_module
 
-    tokenizer = models.load_tokenizer(model_dir)
-    reserved = methods.reserved_positions(methods.all_from_config(config))
-    return tokenize_module.run_chat(tokenizer, models.model_info(model_dir)["context_length"],
-                                    Path(split_test), Path(out_file),
-                                    TemplateConfig.from_dict(config["template"]), reserved,
-                                    config["evaluation"]["chat_instruction"])
+    tokenizer, context, template, reserved = _encoding(config, model_dir)
+    return tokenize_module.run_chat(tokenizer, context, Path(split_test), Path(out_file),
+                                    template, reserved, config["evaluation"]["chat_instruction"])
 
 
 def train(config: dict, method_name: str, seed: int, model_dir: Path, data_dir: Path,

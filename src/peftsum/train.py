@@ -74,7 +74,6 @@ class Trainer:
         self.lengths = [len(e["input_ids"]) for e in train]
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
         self.dtype = amp_dtype(dev, cfg.cpu_bf16)
-        self.attention = cfg.attention
         unwrap(model).set_attn_implementation(cfg.attention)
         self.model = place(model, dev, self.dtype)
         if cfg.compile:
@@ -263,7 +262,7 @@ def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, se
                       _fingerprint(method, cfg, seed, data_dir))
     log.info("%s: %s trainable (%s), %s added, %s total; attention: %s", method.name,
              f"{counts.trainable:,}", counts.formula, f"{counts.added:,}", f"{counts.total:,}",
-             trainer.attention)
+             cfg.attention)
     with GpuMonitor(dev) as gpu_monitor:
         state = trainer.fit()
     if not distributed.is_main():
@@ -304,7 +303,7 @@ def _summary(trainer: Trainer, counts, state: dict, gpu: dict, weights_bytes: in
             "peak_rss_mb": peak_rss_mb(), **peak_gpu_mb(), "device": device_name(trainer.dev),
             "gpu_count": world if trainer.dev.type == "cuda" else 0,
             "precision": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "float32",
-            "attention": trainer.attention, "flops_per_token": flops, "train_flops": total_flops,
+            "attention": trainer.cfg.attention, "flops_per_token": flops, "train_flops": total_flops,
             "mfu": total_flops / seconds / (peak * world) if peak else None,
             "checkpoint_mb": weights_bytes / 2**20, **gpu,
         },

@@ -57,10 +57,11 @@ def training(raw: dict, steps: list[dict], peak: float, tolerance: float) -> dic
         variants = {name: _fastest(runs, lambda r: 1 / _rates(r, steps)["tokens_per_s"])
                     for name, runs in repeats.items()}
         ours = variants["ours"]
-        ours_tps = _rates(ours, steps)["tokens_per_s"]
+        rates_of = {name: _rates(result, steps) for name, result in variants.items()}
+        ours_tps = rates_of["ours"]["tokens_per_s"]
         rows = {}
         for name, result in variants.items():
-            rates = _rates(result, steps)
+            rates = rates_of[name]
             gap = _gap(result["probe_loss"], ours["probe_loss"])
             curve_gap = max(map(_gap, result["train_loss"], ours["train_loss"]))
             rows[name] = {

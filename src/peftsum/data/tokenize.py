@@ -19,6 +19,7 @@ from peftsum.io import read_jsonl, write_json, write_jsonl
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # positions that cross-entropy skips
+MIN_SOURCE_TOKENS = 16  # fewer, and a template leaves no room for the article worth the name
 
 
 def make_labels(input_ids: list[int], source_len: int) -> list[int]:
@@ -29,7 +30,7 @@ def make_labels(input_ids: list[int], source_len: int) -> list[int]:
 def source_budget(template: TemplateConfig, context: int, reserved: int) -> int:
     """Tokens left for prefix + article + suffix."""
     budget = min(template.max_length, context) - reserved - template.max_target_tokens
-    if budget < 16:
+    if budget < MIN_SOURCE_TOKENS:
         raise UserError(
             f"template.max_length leaves only {budget} source tokens after {reserved} soft-prompt "
             f"positions and {template.max_target_tokens} target tokens"
@@ -132,7 +133,7 @@ def run_chat(tokenizer, context: int, split_file: Path, out_file: Path, template
     """Write out_file: one split encoded with the chat template, in the same source budget."""
     chat = chat_template(tokenizer, template, instruction)
     encoder = Encoder(tokenizer, chat, source_budget(template, context, reserved))
-    if encoder.article_budget < 16:
+    if encoder.article_budget < MIN_SOURCE_TOKENS:
         raise UserError(f"the chat template leaves only {encoder.article_budget} article tokens "
                         "in template.max_length; raise it or shorten evaluation.chat_instruction")
     stats = encode_split(encoder, Path(split_file), Path(out_file))
