@@ -15,6 +15,7 @@ from peftsum import models
 from peftsum.config import EvalConfig
 from peftsum.data.batches import collate, collate_sources, sorted_batches
 from peftsum.io import read_jsonl, write_json, write_jsonl
+from peftsum.kv_cache import growing_cache
 from peftsum.loss import summary_nll
 from peftsum.methods import Method
 from peftsum.resources import Stopwatch, amp_dtype, autocast, place_for_inference
@@ -66,9 +67,10 @@ class GeneratedNoRepeatNGram(LogitsProcessor):
 
 
 def decoding_kwargs(cfg: EvalConfig, tokenizer) -> dict:
-    """Greedy or beam search; a fresh n-gram blocker per generate() call."""
+    """Greedy or beam search; a fresh n-gram blocker and KV cache per generate() call."""
     blockers = [GeneratedNoRepeatNGram(cfg.no_repeat_ngram_size)] if cfg.no_repeat_ngram_size else []
     return {"max_new_tokens": cfg.max_new_tokens, "num_beams": cfg.num_beams, "do_sample": False,
+            "past_key_values": growing_cache(cfg.max_new_tokens),
             "logits_processor": LogitsProcessorList(blockers),
             "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
 

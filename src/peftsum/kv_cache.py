@@ -1,0 +1,67 @@
+"""A KV cache that grows in place: HF's DynamicCache without a torch.cat per layer per step.
+
+HF's DynamicLayer appends each new token's keys and values with torch.cat, which copies the
+whole cache of every layer at every decoding step: on the CPU that copy (and the page faults
+of its fresh allocation) was most of the demo's generation time. Here each layer writes into a
+buffer reserved for the prompt plus `reserve` new tokens and hands attention a view of the
+filled part: the same values, shapes and dtypes as DynamicLayer's (keys stay fp32 where RoPE
+made them fp32 under autocast), so decoding is unchanged.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+def _append(buffer: torch.Tensor | None, cached: torch.Tensor, new: torch.Tensor,
+            reserve: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cached + new along the sequence axis, written into buffer (a new one when it does not
+    hold cached as its prefix or has no room): the filled view and the buffer."""
+    filled = cached.shape[-2] if cached.dim() == 4 else 0
+    needed = filled + new.shape[-2]
+    if torch.is_autocast_enabled(new.device.type):
+        new = new.to(torch.get_autocast_dtype(new.device.type))
+    reusable = (buffer is not None and filled and cached.data_ptr() == buffer.data_ptr()
+                and buffer.shape[:-2] == new.shape[:-2] and buffer.dtype == new.dtype
+                and buffer.shape[-2] >= needed)
+    if not reusable:  # first call, or beam search / cropping replaced the cached tensor
+        buffer = new.new_empty((*new.shape[:-2], needed + reserve, new.shape[-1]))
+        if filled:
+            buffer[..., :filled, :] = cached
+    buffer[..., filled:needed, :] = new
+    return buffer[..., :needed, :], buffer
+
+
+class GrowingLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views into buffers with room for `reserve`
+    more tokens; a buffer is replaced (with room again) only when it is full."""
+
+    def __init__(self, reserve: int):
+        super().__init__()
+        self.reserve = reserve
+        self._key_buffer = self._value_buffer = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self._key_buffer = _append(self._key_buffer, self.keys, key_states, self.reserve)
+        self.values, self._value_buffer = _append(self._value_buffer, self.values, value_states,
+                                                  self.reserve)
+        return self.keys, self.values
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: reorder inside the buffers, which then stay usable."""
+        for cached in (self.keys, self.values):
+            cached.copy_(cached.index_select(0, beam_idx.to(cached.device)))
+
+
+def growing_cache(reserve: int) -> DynamicCache:
+    """A cache for one generate() call of at most `reserve` new tokens."""
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = partial(GrowingLayer, reserve)
+    return cache
