@@ -12,6 +12,7 @@ except UserError as err:
     raise WorkflowError(str(err)) from None
 
 SEEDS = config["training"]["seeds"]
+THREADS = config["threads"]
 SPLITS = ["train", "validation", "test"]
 BASELINES = config["evaluation"]["baselines"]
 MODEL = config["model"]["name"]

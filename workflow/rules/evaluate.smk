@@ -14,7 +14,7 @@ rule evaluate:
     params:
         method=lambda wc: config["methods"][wc.method],
         evaluation=config["evaluation"],
-    threads: 4
+    threads: THREADS
     resources:
         gpu=1,
     conda:
@@ -39,7 +39,7 @@ rule evaluate_zero_shot:
         baseline="zero_shot|zero_shot_chat",
     params:
         evaluation=config["evaluation"],
-    threads: 4
+    threads: THREADS
     resources:
         gpu=1,
     conda:
