@@ -1,6 +1,7 @@
 """The workflow end to end on the smoke config, and its one-line errors on bad input."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -78,3 +79,15 @@ def test_chat_baseline_on_a_model_without_chat_template_fails_in_one_line(tmp_pa
     assert "tokenize_chat" in planned.stdout and "results/eval/zero_shot_chat" in planned.stdout
     done = snakemake(tmp_path, config, "results/data/tokenized_chat/test.jsonl")
     _one_line_error(done, "has none")
+
+
+def test_config_threads_sets_each_training_and_evaluation_job(tmp_path):
+    config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    config["threads"] = 3
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, path, "-n", "--cores", "8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    threads: (\d+)$",
+                              done.stdout + done.stderr, re.MULTILINE))
+    assert threads == {"train": "3", "evaluate": "3", "evaluate_zero_shot": "3"}
