@@ -626,3 +626,14 @@ def test_findings_compare_with_the_strongest_zero_shot_baseline():
              significance_pair("lora", "zero_shot", 0.0001)]
     assert "its lead over zero_shot_chat is not significant (p = 0.200" in (
         report.significance_sentence(methods, pairs))
+
+
+def test_a_method_named_like_a_baseline_is_not_taken_for_the_zero_shot_row():
+    methods = [
+        {"name": "lora", "rougeL_mean": 29.5, "n_seeds": 1},
+        {"name": "lead3", "rougeL_mean": 24.8, "n_seeds": 1},
+        {"name": "zero_shot_prompt", "rougeL_mean": 22.0, "n_seeds": 1},  # a user's method
+        {"name": "zero_shot", "rougeL_mean": 20.3, "n_seeds": 1},
+    ]
+    assert report.best_rouge_sentence(methods).endswith(
+        "and 9.20 points above the zero_shot baseline (20.30).")

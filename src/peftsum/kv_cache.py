@@ -4,8 +4,9 @@ HF's DynamicLayer appends each new token's keys and values with torch.cat, which
 whole cache of every layer at every decoding step: on the CPU that copy (and the page faults
 of its fresh allocation) was most of the demo's generation time. Here each layer writes into a
 buffer reserved for the prompt plus `reserve` new tokens and hands attention a view of the
-filled part: the same values, shapes and dtypes as DynamicLayer's (keys stay fp32 where RoPE
-made them fp32 under autocast), so decoding is unchanged.
+filled part. Under autocast the states are stored in the autocast dtype: RoPE makes the keys
+fp32, and attention's matmuls would round them to that dtype at every step anyway. Same values
+as DynamicLayer's, so decoding is unchanged (tests/test_kv_cache.py).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class GrowingLayer(DynamicLayer):
 
 
 def growing_cache(reserve: int) -> DynamicCache:
-    """A cache for one generate() call of at most `reserve` new tokens."""
+    """A cache for one generate() call of at most `reserve` new tokens: a DynamicCache, as
+    generate() expects, whose layers (made on first use) are GrowingLayers."""
     cache = DynamicCache()
     cache.layer_class_to_replicate = partial(GrowingLayer, reserve)
     return cache

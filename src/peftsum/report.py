@@ -532,9 +532,13 @@ def best_rouge_sentence(methods: list[dict]) -> str:
     return sentence + "."
 
 
+ZERO_SHOT_BASELINES = ("zero_shot", "zero_shot_chat")  # the untrained model's rows
+
+
 def strongest_zero_shot(scored: list[dict]) -> dict | None:
-    """The untrained model's best row (zero_shot or zero_shot_chat); scored is best first."""
-    return next((m for m in scored if m["name"].startswith("zero_shot")), None)
+    """The untrained model's best row; scored is best first. By exact name: a method may be
+    called zero_shot_anything."""
+    return next((m for m in scored if m["name"] in ZERO_SHOT_BASELINES), None)
 
 
 def find_pair(pairs: list[dict], first: str, second: str) -> dict | None:

@@ -160,7 +160,7 @@ def _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoin
 
 def evaluate(config: dict, model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: Path,
              method_name: str | None = None, weights: Path | None = None,
-             seed: int | None = None, baseline: str | None = None) -> dict:
+             seed: int | None = None, baseline: str = "zero_shot") -> dict:
     """A trained method when method_name is given, else the untrained model as `baseline`."""
     from peftsum import evaluate as evaluate_module
     from peftsum import methods
@@ -168,7 +168,7 @@ def evaluate(config: dict, model_dir: Path, tokenized_test: Path, split_test: Pa
     method = methods.from_config(method_name, config["methods"][method_name]) if method_name else None
     return evaluate_module.run_model(Path(model_dir), Path(tokenized_test), Path(split_test),
                                      EvalConfig.from_dict(config["evaluation"]), Path(out_dir),
-                                     method, weights, seed, baseline or "zero_shot")
+                                     method, weights, seed, baseline)
 
 
 def lead3(split_test: Path, out_dir: Path) -> dict:

@@ -9,4 +9,4 @@ with stages.guarded(snakemake.log[0], snakemake.threads, snakemake.resources.gpu
                     method_name=snakemake.wildcards.method if trained else None,
                     weights=snakemake.input.weights if trained else None,
                     seed=int(snakemake.wildcards.seed) if trained else None,
-                    baseline=None if trained else snakemake.wildcards.baseline)
+                    baseline=snakemake.wildcards.get("baseline", "zero_shot"))
