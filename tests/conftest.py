@@ -1,4 +1,3 @@
-import json
 import os
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftsum import config as peftsum_config
-from peftsum import stages
+from peftsum import methods, stages
 from peftsum.models import gpt2_tokenizer
 
 
@@ -39,11 +38,12 @@ def smoke(tmp_path_factory):
     """The smoke config's model and tokenized data, built once through the package API."""
     root = tmp_path_factory.mktemp("smoke")
     config = peftsum_config.load(ROOT / "tests" / "smoke.yaml")
-    stages.download_model(config, root / "model")
-    stages.download_data(config, root / "source")
-    stages.split(config, root / "source", root / "split")
-    stages.tokenize(config, root / "model", root / "split", root / "tokenized")
-    (root / "config.json").write_text(json.dumps(config))
+    stages.download_model(peftsum_config.model_identity(config["model"]), root / "model")
+    stages.download_data(peftsum_config.data_identity(config["data"]), root / "source")
+    stages.split(root / "source", root / "split", config["data"]["sizes"], config["data"]["seed"])
+    reserved = methods.reserved_positions(methods.all_from_config(config))
+    stages.tokenize(root / "model", root / "split", root / "tokenized",
+                    peftsum_config.TemplateConfig.from_dict(config["template"]), reserved)
     return root, config
 
 

@@ -105,16 +105,18 @@ def test_zero_shot_chat_baseline_reads_the_chat_encoded_test_set(smoke, tmp_path
     tok = models.load_tokenizer(model_dir)
     tok.chat_template = CHATML
     tok.save_pretrained(model_dir)
-    config = {**config, "evaluation": {**config["evaluation"], "chat_instruction": "Sum up."}}
     chat_file = tmp_path / "chat" / "test.jsonl"
-    stages.tokenize_chat(config, model_dir, root / "split" / "test.jsonl", chat_file)
+    template = TemplateConfig.from_dict(config["template"])
+    stages.tokenize_chat(model_dir, root / "split" / "test.jsonl", chat_file, template, 0,
+                         "Sum up.")
     sources = [tok.decode(r["input_ids"][: r["source_len"]]) for r in read_jsonl(chat_file)]
     articles = [r["article"] for r in read_jsonl(root / "split" / "test.jsonl")]
     assert len(sources) == len(articles)
     for source, article in zip(sources, articles):
         assert source.startswith("<|im_start|>user\nSum up.\n\n" + article[:20])
         assert source.endswith("<|im_end|>\n<|im_start|>assistant\n")
-    metrics = stages.evaluate(config, model_dir, chat_file, root / "split" / "test.jsonl",
-                              tmp_path / "eval", baseline="zero_shot_chat")
+    metrics = stages.evaluate(model_dir, chat_file, root / "split" / "test.jsonl",
+                              tmp_path / "eval", EvalConfig.from_dict(config["evaluation"]),
+                              baseline="zero_shot_chat")
     assert (metrics["name"], metrics["kind"], metrics["n_test"]) == ("zero_shot_chat", "baseline", 8)
     assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == 8

@@ -39,6 +39,15 @@ def run_json(name: str, seed: int = 0) -> Path:
     return FIXTURES / "train" / name / f"seed{seed}" / "run.json"
 
 
+def outputs(folder: Path, table: str) -> dict:
+    """The aggregate rule's outputs in one folder, the table as <table>.tsv and .json."""
+    return {"tsv": folder / f"{table}.tsv", "json": folder / f"{table}.json",
+            "by_method": folder / "metrics_by_method.tsv",
+            "by_method_json": folder / "metrics_by_method.json",
+            "significance": folder / "significance.tsv",
+            "significance_json": folder / "significance.json"}
+
+
 def load(path: Path):
     return json.loads(path.read_text())
 
@@ -81,8 +90,7 @@ def render_fixture(out: Path) -> list[dict]:
     rows = aggregate.run(
         [eval_dir(n, s) / "metrics.json" for n, s in SYSTEMS],
         [run_json(n, s) for n, s in RUNS],
-        out / "results.tsv",
-        out / "results.json",
+        outputs(out, "results"),
         predictions=[eval_dir(n, s) / "predictions.jsonl" for n, s in SYSTEMS],
     )
     report.render(
@@ -166,7 +174,7 @@ def test_aggregate_joins_run_with_same_name_and_seed(tmp_path):
     runs = [run_json("prompt_tuning"), run_json("lora"), tmp_path / "decoy.json"]
 
     # Existing callers pass four positional arguments and no predictions.
-    rows = aggregate.run(evals, runs, tmp_path / "t.tsv", tmp_path / "t.json")
+    rows = aggregate.run(evals, runs, outputs(tmp_path, "t"))
 
     assert [(r["name"], r["seed"]) for r in rows] == [
         ("prompt_tuning", 0),
@@ -283,8 +291,7 @@ def test_significance_uses_lowest_seed_whatever_the_order(tmp_path):
     aggregate.run(
         [eval_dir(n, s) / "metrics.json" for n, s in order],
         [run_json("lora", 1), run_json("lora", 0)],
-        tmp_path / "t.tsv",
-        tmp_path / "t.json",
+        outputs(tmp_path, "t"),
         [eval_dir(n, s) / "predictions.jsonl" for n, s in order],
         n_resamples=200,
         seed=3,
@@ -300,8 +307,7 @@ def test_predictions_must_match_evaluations(tmp_path):
         aggregate.run(
             [eval_dir("lora") / "metrics.json"],
             [],
-            tmp_path / "t.tsv",
-            tmp_path / "t.json",
+            outputs(tmp_path, "t"),
             predictions=[],
         )
 
@@ -315,8 +321,7 @@ def test_systems_on_different_examples_are_not_compared(tmp_path):
         aggregate.run(
             [eval_dir("lora") / "metrics.json", eval_dir("zero_shot") / "metrics.json"],
             [run_json("lora")],
-            tmp_path / "t.tsv",
-            tmp_path / "t.json",
+            outputs(tmp_path, "t"),
             predictions=[eval_dir("lora") / "predictions.jsonl", short],
         )
 
@@ -408,8 +413,7 @@ def test_no_seed_table_with_one_seed_per_method(tmp_path):
     aggregate.run(
         [eval_dir(n) / "metrics.json" for n in ["lora", "zero_shot"]],
         [run_json("lora")],
-        tmp_path / "r.tsv",
-        tmp_path / "r.json",
+        outputs(tmp_path, "r"),
     )
     report.render(
         tmp_path / "r.json", {}, {}, FIXTURES / "data" / "split" / "test.jsonl", {},
@@ -566,9 +570,8 @@ def test_html_escapes_data(rendered):
 def test_single_method_with_empty_steps_and_missing_values(tmp_path):
     # The original call: no predictions for aggregate, no significance for render.
     rows_json = tmp_path / "results.json"
-    aggregate.run(
-        [eval_dir("lora") / "metrics.json"], [run_json("lora")], tmp_path / "r.tsv", rows_json
-    )
+    aggregate.run([eval_dir("lora") / "metrics.json"], [run_json("lora")],
+                  {**outputs(tmp_path, "r"), "json": rows_json})
     (tmp_path / "steps.jsonl").write_text("")
 
     report.render(

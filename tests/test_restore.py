@@ -26,7 +26,7 @@ def test_restored_run_reproduces_the_evaluation_predictions(smoke_workflow, meth
     expected = read_jsonl(f"results/eval/{method}/seed0/predictions.jsonl")
     model, tokenizer, run = restore.load_run(run_dir(smoke_workflow, method))
     got = restore.summarize(model, tokenizer, run, [a["article"] for a in articles],
-                            restore.decoding(run))
+                            restore.decoding(run_dir(smoke_workflow, method)))
     assert got == [e["prediction"] for e in expected]
 
 

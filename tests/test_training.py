@@ -12,13 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from peftsum.config import training_params
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_command(root: Path, out: Path, method="lora", extra=()):
-    return ["-m", "peftsum", "train", "--config", str(root / "config.json"), "--method", method,
-            "--seed", "0", "--model", str(root / "model"), "--data", str(root / "tokenized"),
-            "--out", str(out), *extra]
+def train_command(root: Path, out: Path, config: dict, method="lora", extra=()):
+    """`python -m peftsum train` of one method of config, seed 0, on root's model and data."""
+    settings = out.parent / f"{out.name}.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"name": method, "method": config["methods"][method],
+                                    "training": training_params(config["training"]), "seed": 0}))
+    return ["-m", "peftsum", "train", "--settings", str(settings), "--model", str(root / "model"),
+            "--data", str(root / "tokenized"), "--out", str(out), *extra]
 
 
 def run(args, **kwargs):
@@ -37,12 +43,13 @@ def val_losses(folder: Path) -> list[float]:
 
 
 def test_resumes_after_sigkill_with_the_same_result(smoke, tmp_path):
-    root, _ = smoke
-    reference = run(train_command(root, tmp_path / "ref"))
+    root, config = smoke
+    reference = run(train_command(root, tmp_path / "ref", config))
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     checkpoints = tmp_path / "ckpt"
-    args = train_command(root, tmp_path / "run", extra=["--checkpoint-dir", str(checkpoints)])
+    args = train_command(root, tmp_path / "run", config,
+                         extra=["--checkpoint-dir", str(checkpoints)])
     job = subprocess.Popen([sys.executable, *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -66,14 +73,12 @@ def test_resumes_after_sigkill_with_the_same_result(smoke, tmp_path):
 
 def test_ddp_on_cpu_follows_the_single_process_loss_curve(smoke, tmp_path):
     root, config = smoke
-    config["training"]["grad_accum"] = 2  # two ranks share each step's two micro-batches
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    for name in ("model", "tokenized"):
-        (tmp_path / name).symlink_to(root / name)
-    single = run(train_command(tmp_path, tmp_path / "one"))
+    # Two ranks share each step's two micro-batches.
+    config = {**config, "training": {**config["training"], "grad_accum": 2}}
+    single = run(train_command(root, tmp_path / "one", config))
     assert single.returncode == 0, single.stderr[-2000:]
     ddp = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               *train_command(tmp_path, tmp_path / "two")])
+               *train_command(root, tmp_path / "two", config)])
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     def curve(folder):

@@ -14,7 +14,12 @@ from peftsum.io import write_atomic
 
 
 def _train(args: argparse.Namespace) -> None:
-    stages.train(json.loads(Path(args.config).read_text()), args.method, args.seed, args.model,
+    from peftsum import methods
+    from peftsum.config import TrainingConfig
+
+    settings = json.loads(Path(args.settings).read_text())
+    stages.train(methods.from_config(settings["name"], settings["method"]),
+                 TrainingConfig.from_dict(settings["training"]), settings["seed"], args.model,
                  args.data, args.out, args.checkpoint_dir)
 
 
@@ -43,7 +48,7 @@ def _summarize(args: argparse.Namespace) -> None:
         if args.input is None:
             return
     articles, ids = _read_articles(args.input or "-")
-    cfg = restore.decoding(run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+    cfg = restore.decoding(args.run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                            no_repeat_ngram_size=args.no_repeat_ngram_size,
                            batch_size=args.batch_size)
     summaries = restore.summarize(model, tokenizer, run, articles, cfg)
@@ -79,9 +84,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m peftsum")
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one method with one seed (torchrun-ready)")
-    train.add_argument("--config", required=True, help="resolved config as JSON")
-    train.add_argument("--method", required=True)
-    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--settings", required=True,
+                       help="JSON: name, method (kind and hyperparameters), training, seed")
     train.add_argument("--model", required=True, help="materialised model folder")
     train.add_argument("--data", required=True, help="tokenized data folder")
     train.add_argument("--out", required=True, help="run folder")

@@ -122,8 +122,7 @@ _RESOURCE_COLUMNS = [
 def run(
     eval_metrics: list[Path],
     train_runs: list[Path],
-    out_tsv: Path,
-    out_json: Path,
+    outputs: dict[str, Path],
     predictions: list[Path] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -133,12 +132,12 @@ def run(
     Rows with a matching run.json (same name and seed) come first, in the order
     of `train_runs`; rows without one (baselines) follow in the order of `eval_metrics`.
 
-    Also writes, next to `out_tsv`, metrics_by_method.tsv/.json (mean and sample std of
-    each metric across the seeds of a method; one row per name). With `predictions`
-    (predictions.jsonl paths in the order of `eval_metrics`), each row gains bootstrap
-    confidence intervals and length columns from the per-example scores, and
-    significance.tsv/.json hold paired bootstrap tests between every pair of systems
-    (a method with several seeds is represented by its lowest seed).
+    `outputs` names every path written, by key: tsv and json (the table); by_method and
+    by_method_json (mean and sample std of each metric across the seeds of a method, one row
+    per name); with `predictions` (predictions.jsonl paths in the order of `eval_metrics`),
+    significance and significance_json (paired bootstrap tests between every pair of systems;
+    a method with several seeds is represented by its lowest seed), and each row gains
+    bootstrap confidence intervals and length columns from the per-example scores.
     """
     if predictions is not None and len(predictions) != len(eval_metrics):
         raise ValueError(f"{len(predictions)} prediction files for {len(eval_metrics)} evaluations")
@@ -156,18 +155,17 @@ def run(
     # Stable sort: trained rows by run order, baselines (no run) keep eval order at the end.
     rows.sort(key=lambda item: (item[0] is None, item[0] or 0))
     table = [row for _, row, _ in rows]
-    write_atomic(out_tsv, to_tsv(table))
-    write_atomic(out_json, json.dumps(table, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(outputs["tsv"], to_tsv(table))
+    write_atomic(outputs["json"], json.dumps(table, indent=2, ensure_ascii=False) + "\n")
 
-    folder = Path(out_tsv).parent
     by_method = method_summary(table)
-    write_atomic(folder / "metrics_by_method.tsv", to_tsv(by_method, BY_METHOD_COLUMNS))
-    write_json(folder / "metrics_by_method.json", by_method)
+    write_atomic(outputs["by_method"], to_tsv(by_method, BY_METHOD_COLUMNS))
+    write_json(outputs["by_method_json"], by_method)
     if predictions is not None:
         pairs = significance([(row, examples) for _, row, examples in rows], n_resamples, seed)
-        write_atomic(folder / "significance.tsv", to_tsv(pairs, SIGNIFICANCE_COLUMNS))
+        write_atomic(outputs["significance"], to_tsv(pairs, SIGNIFICANCE_COLUMNS))
         write_json(
-            folder / "significance.json",
+            outputs["significance_json"],
             {
                 "test": "paired bootstrap, two-sided, shift to the null (peftsum.stats)",
                 "diff": "mean over examples of system_a - system_b, ROUGE F1 x 100",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
@@ -67,7 +67,53 @@ def load(path: str | Path) -> dict:
 
 
 def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(canonical(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def canonical(value):
+    """The same settings in one form: dict keys sorted, tuples as lists.
+
+    Snakemake compares a rule's params by their repr, so a config written in another key order
+    (or a tuple where YAML gives a list) would otherwise rerun finished jobs.
+    """
+    if isinstance(value, dict):
+        return {str(k): canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+# What identifies a model or a data set, per source: the other keys hold unused defaults.
+MODEL_SOURCE_KEYS = {"hf": ("id", "revision"), "gguf": ("package", "file", "path"),
+                     "local": ("path",), "random": ("random",)}
+DATA_SOURCE_KEYS = {"hf": ("id", "config_name", "columns"), "csv": ("path", "columns"),
+                    "jsonl": ("path", "columns"), "aclsum": ()}
+
+
+def _identity(section: dict, keys: dict) -> dict:
+    keep = ("name", "source", *keys[section["source"]])
+    return canonical({k: v for k, v in section.items() if k in keep})
+
+
+def model_identity(model: dict) -> dict:
+    """The settings download_model's output depends on."""
+    return _identity(model, MODEL_SOURCE_KEYS)
+
+
+def data_identity(data: dict) -> dict:
+    """The settings download_data's output depends on: the source, not the sampling."""
+    return _identity(data, DATA_SOURCE_KEYS)
+
+
+def training_params(training: dict) -> dict:
+    """The settings one training run depends on: every training key but the list of seeds."""
+    return canonical({k: v for k, v in training.items() if k != "seeds"})
+
+
+def decoding_params(evaluation: dict) -> dict:
+    """The settings one evaluation depends on: decoding, not which baselines run."""
+    return canonical({k: v for k, v in evaluation.items()
+                      if k not in ("baselines", "chat_instruction")})
 
 
 def _build(cls, values: dict):
@@ -95,7 +141,6 @@ class TemplateConfig:
 class TrainingConfig:
     """Hyperparameters shared by every method; see the schema for each field's meaning."""
 
-    seeds: list = field(default_factory=lambda: [0])
     epochs: int = 10
     max_steps: int | None = None
     batch_size: int = 8
@@ -126,8 +171,6 @@ class EvalConfig:
     num_beams: int = 1
     no_repeat_ngram_size: int = 3
     cpu_bf16: bool = False
-    baselines: list = field(default_factory=lambda: ["zero_shot", "lead3"])
-    chat_instruction: str = "Summarize the following text."
 
     @classmethod
     def from_dict(cls, values: dict) -> EvalConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -151,7 +152,8 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     n_new = sum(o["n_tokens"] for o in outputs)
     extra = {"test_loss": test_loss, "perplexity": math.exp(test_loss),
              "gen_wall_s": clock.seconds, "gen_tokens_per_s": n_new / clock.seconds,
-             "hit_max_new_tokens": sum(o["hit_max"] for o in outputs) / len(outputs)}
+             "hit_max_new_tokens": sum(o["hit_max"] for o in outputs) / len(outputs),
+             "decoding": dataclasses.asdict(cfg)}
     name, kind = (method.name, method.kind) if method else (baseline, "baseline")
     per_example = [{"gen_tokens": o["n_tokens"], "hit_max": o["hit_max"]} for o in outputs]
     return _write(out_dir, name, kind, seed, split_rows, preds, extra, per_example)

@@ -1,8 +1,10 @@
 """Use a trained run: put its weights back on the base model, summarize new text, export.
 
 A run folder (results/train/<method>/seed<seed>/) holds only what trained plus run.json, which
-names the method, the base model (with the hash of its weights), the template and the decoding
-settings the run was evaluated with; loading checks the base model against that hash.
+names the method, the base model (with the hash of its weights) and the template; loading checks
+the base model against that hash. The decoding settings come from the run's evaluation
+(results/eval/<method>/seed<seed>/metrics.json) when there is one: decoding is not part of what a
+training run depends on, so a change of it reruns the evaluations, not the trainings.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def read_run(run_dir: Path) -> dict:
         raise UserError(f"{run_dir} is not a trained run (no run.json)") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is corrupt ({err})") from None
-    missing = [k for k in ("method", "base_model", "template", "decoding") if k not in run]
+    missing = [k for k in ("method", "base_model", "template") if k not in run]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: it was not written by peftsum train")
     return run
@@ -61,9 +63,20 @@ def load_run(run_dir: Path, model_dir: Path | None = None):
     return model, tokenizer, run
 
 
-def decoding(run: dict, **overrides) -> EvalConfig:
-    """The decoding the run was evaluated with, with the given settings replaced."""
-    settings = {**run["decoding"], **{k: v for k, v in overrides.items() if v is not None}}
+def evaluation_of(run_dir: Path) -> Path:
+    """Where the workflow writes a run's evaluation: results/train/M/seedS -> results/eval/M/seedS."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parents[2] / "eval" / run_dir.parent.name / run_dir.name / "metrics.json"
+
+
+def decoding(run_dir: Path, **overrides) -> EvalConfig:
+    """The decoding the run was evaluated with (the defaults when it has no evaluation), with
+    the given settings replaced."""
+    metrics = evaluation_of(run_dir)
+    evaluated = json.loads(metrics.read_text()).get("decoding", {}) if metrics.is_file() else {}
+    if not evaluated:
+        log.info("no evaluation at %s: decoding with the default settings", metrics)
+    settings = {**evaluated, **{k: v for k, v in overrides.items() if v is not None}}
     return EvalConfig.from_dict(settings)
 
 

@@ -1,4 +1,7 @@
-"""The functions the workflow's scripts call: one per rule, from the validated config and paths.
+"""The functions the workflow's scripts call: one per rule, from its params and paths.
+
+Each takes what its rule declares (paths, and the rule's params as config dataclasses), never
+the whole config: a reader sees from the rule what a job uses.
 
 `guarded` gives every stage the same start and end: logging to the rule's log file, the thread
 count, and a one-line error (not a traceback) for problems a user can fix.
@@ -7,15 +10,20 @@ count, and a one-line error (not a traceback) for problems a user can fix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from peftsum import gpu
-from peftsum.config import EvalConfig, TemplateConfig, TrainingConfig
+from peftsum.config import EvalConfig, TemplateConfig, TrainingConfig, config_hash
 from peftsum.errors import UserError
 from peftsum.io import write_json
+
+if TYPE_CHECKING:
+    from peftsum.methods import Method
 
 log = logging.getLogger("peftsum")
 
@@ -49,126 +57,113 @@ def guarded(log_file: str | Path | None, threads: int | None = None, gpus: int |
         sys.exit(1)
 
 
-def download_model(config: dict, out_dir: Path) -> dict:
+def download_model(model: dict, out_dir: Path) -> dict:
+    """Materialise the model that `model` (its identity, config.model_identity) names."""
     from peftsum import models
 
-    return models.materialise(config["model"], Path(out_dir))
+    return models.materialise(model, Path(out_dir))
 
 
-def download_data(config: dict, out_dir: Path) -> dict:
+def download_data(data: dict, out_dir: Path) -> dict:
+    """Materialise the source splits that `data` (config.data_identity) names."""
     from peftsum.data import sources
 
-    return sources.materialise(config["data"], Path(out_dir))
+    return sources.materialise(data, Path(out_dir))
 
 
-def split(config: dict, source_dir: Path, out_dir: Path) -> dict:
+def split(source_dir: Path, out_dir: Path, sizes: dict, seed: int) -> dict:
     from peftsum.data import split as split_module
 
-    data = config["data"]
-    return split_module.run(Path(source_dir), Path(out_dir), data["sizes"], data["seed"])
+    return split_module.run(Path(source_dir), Path(out_dir), sizes, seed)
 
 
-def _encoding(config: dict, model_dir: Path) -> tuple:
-    """What every tokenization needs: tokenizer, context length, template, soft-prompt room."""
-    from peftsum import methods, models
+def _encoding(model_dir: Path) -> tuple:
+    """What every tokenization reads from the model: its tokenizer and context length."""
+    from peftsum import models
 
-    reserved = methods.reserved_positions(methods.all_from_config(config))
-    return (models.load_tokenizer(model_dir), models.model_info(model_dir)["context_length"],
-            TemplateConfig.from_dict(config["template"]), reserved)
+    return models.load_tokenizer(model_dir), models.model_info(model_dir)["context_length"]
 
 
-def tokenize(config: dict, model_dir: Path, split_dir: Path, out_dir: Path) -> dict:
+def tokenize(model_dir: Path, split_dir: Path, out_dir: Path, template: TemplateConfig,
+             reserved: int) -> dict:
+    """`reserved`: positions every example leaves free for the longest soft prompt."""
     from peftsum.data import tokenize as tokenize_module
 
-    tokenizer, context, template, reserved = _encoding(config, model_dir)
+    tokenizer, context = _encoding(model_dir)
     return tokenize_module.run(tokenizer, context, Path(split_dir), Path(out_dir), template,
                                reserved)
 
 
-def tokenize_chat(config: dict, model_dir: Path, split_test: Path, out_file: Path) -> dict:
+def tokenize_chat(model_dir: Path, split_test: Path, out_file: Path, template: TemplateConfig,
+                  reserved: int, instruction: str) -> dict:
     from peftsum.data import tokenize as tokenize_module
 
-    tokenizer, context, template, reserved = _encoding(config, model_dir)
+    tokenizer, context = _encoding(model_dir)
     return tokenize_module.run_chat(tokenizer, context, Path(split_test), Path(out_file),
-                                    template, reserved, config["evaluation"]["chat_instruction"])
+                                    template, reserved, instruction)
 
 
-def train(config: dict, method_name: str, seed: int, model_dir: Path, data_dir: Path,
+def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, data_dir: Path,
           out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1) -> dict | None:
     """Train in this process, or data-parallel over `processes` ranks through torchrun."""
     if processes > 1:
-        return _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoint_dir,
+        return _torchrun(method, training, seed, model_dir, data_dir, out_dir, checkpoint_dir,
                          processes)
-    from peftsum import methods, models
+    from peftsum import models, provenance
     from peftsum import train as train_module
 
-    method = methods.from_config(method_name, config["methods"][method_name])
+    stats = json.loads((Path(data_dir) / "stats.json").read_text())
     # Stored with the weights, so that the run can be restored on its own (python -m peftsum
     # summarize) and refuses a base model other than the one it was trained on.
-    provenance = {
+    record = {
         "base_model": {**models.model_info(model_dir), "dir": str(model_dir)},
-        "template": config["template"],
-        "reserved_positions": json.loads((Path(data_dir) / "stats.json").read_text())[
-            "reserved_positions"],
-        "decoding": config["evaluation"],
+        "template": stats["template"],
+        "reserved_positions": stats["reserved_positions"],
+        "provenance": provenance.record(config_hash(run_settings(method, training, seed))),
     }
-    summary = train_module.run(Path(model_dir), Path(data_dir), method,
-                               TrainingConfig.from_dict(config["training"]), seed, Path(out_dir),
-                               Path(checkpoint_dir) if checkpoint_dir else None, provenance)
-    if summary:  # rank 0
-        write_json(Path(out_dir) / "run_info.json", run_info(config, seed))
-    return summary
+    return train_module.run(Path(model_dir), Path(data_dir), method, training, seed,
+                            Path(out_dir), Path(checkpoint_dir) if checkpoint_dir else None, record)
 
 
-def run_info(config: dict, seed: int) -> dict:
-    """Versions, commit, config hash, hardware and seed: what a reader needs to reproduce a run."""
-    import platform
+def run_settings(method: Method, training: TrainingConfig, seed: int) -> dict:
+    """Everything a run's weights depend on besides its data and base model."""
+    return {"method": method.hparams(), "training": dataclasses.asdict(training), "seed": seed}
+
+
+def _torchrun(method: Method, training: TrainingConfig, seed: int, model_dir, data_dir, out_dir,
+              checkpoint_dir, processes) -> None:
     import subprocess
 
-    import torch
-
-    from peftsum.config import config_hash
-
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=False, cwd=Path(__file__).parent)
-    return {
-        "versions": _versions(), "python": platform.python_version(),
-        "git_commit": commit.stdout.strip() or None, "config_hash": config_hash(config),
-        "hardware": {"machine": _hardware(), "gpus": [torch.cuda.get_device_name(i) for i in
-                                                       range(torch.cuda.device_count())]},
-        "seed": seed,
-    }
-
-
-def _torchrun(config, method_name, seed, model_dir, data_dir, out_dir, checkpoint_dir,
-              processes) -> None:
-    import subprocess
-
-    # The ranks read the resolved config from a file beside the checkpoint (not an output).
-    config_file = Path(checkpoint_dir or out_dir) / "config.json"
-    write_json(config_file, config)
+    # The ranks read the method and training settings from a file beside the checkpoint (not
+    # an output of the rule).
+    settings_file = Path(checkpoint_dir or out_dir) / "settings.json"
+    write_json(settings_file, {**run_settings(method, training, seed), "name": method.name})
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={processes}", "-m", "peftsum", "train",
-               "--config", str(config_file), "--method", method_name, "--seed", str(seed),
-               "--model", str(model_dir), "--data", str(data_dir), "--out", str(out_dir)]
+               "--settings", str(settings_file), "--model", str(model_dir), "--data",
+               str(data_dir), "--out", str(out_dir)]
     if checkpoint_dir:
         command += ["--checkpoint-dir", str(checkpoint_dir)]
     log.info("data-parallel over %d processes: %s", processes, " ".join(command))
     if subprocess.run(command, check=False).returncode:
-        raise UserError(f"torchrun training of {method_name} failed (see the log above)")
+        raise UserError(f"torchrun training of {method.name} failed (see the log above)")
 
 
-def evaluate(config: dict, model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: Path,
-             method_name: str | None = None, weights: Path | None = None,
-             seed: int | None = None, baseline: str = "zero_shot") -> dict:
-    """A trained method when method_name is given, else the untrained model as `baseline`."""
+def evaluate(model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: Path,
+             decoding: EvalConfig, run_dir: Path | None = None,
+             baseline: str = "zero_shot") -> dict:
+    """The trained run in run_dir (its run.json names the method), else the untrained model
+    as `baseline`."""
     from peftsum import evaluate as evaluate_module
     from peftsum import methods
 
-    method = methods.from_config(method_name, config["methods"][method_name]) if method_name else None
+    method, weights, seed = None, None, None
+    if run_dir is not None:
+        run = json.loads((Path(run_dir) / "run.json").read_text())
+        method = methods.from_config(run["name"], run["method"])
+        weights, seed = Path(run_dir) / "trainable.safetensors", run["seed"]
     return evaluate_module.run_model(Path(model_dir), Path(tokenized_test), Path(split_test),
-                                     EvalConfig.from_dict(config["evaluation"]), Path(out_dir),
-                                     method, weights, seed, baseline)
+                                     decoding, Path(out_dir), method, weights, seed, baseline)
 
 
 def lead3(split_test: Path, out_dir: Path) -> dict:
@@ -177,59 +172,80 @@ def lead3(split_test: Path, out_dir: Path) -> dict:
     return evaluate_module.run_lead3(Path(split_test), Path(out_dir))
 
 
-def aggregate(eval_dirs: list[Path], run_dirs: list[Path], out_tsv: Path, out_json: Path) -> list:
+def aggregate(metrics: list[Path], predictions: list[Path], runs: list[Path],
+              outputs: dict[str, Path]) -> list:
+    """outputs: the paths of the rule's tsv, json, by_method(_json), significance(_json)."""
     from peftsum import aggregate as aggregate_module
 
-    return aggregate_module.run([Path(d) / "metrics.json" for d in eval_dirs],
-                                [Path(d) / "run.json" for d in run_dirs], Path(out_tsv),
-                                Path(out_json),
-                                predictions=[Path(d) / "predictions.jsonl" for d in eval_dirs])
+    return aggregate_module.run([Path(p) for p in metrics], [Path(p) for p in runs],
+                                {k: Path(v) for k, v in outputs.items()},
+                                predictions=[Path(p) for p in predictions])
 
 
-def _versions() -> dict:
-    from importlib.metadata import version
+def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[Path],
+           predictions: list[Path], model_dir: Path, split_stats: Path, tokenize_stats: Path,
+           articles: Path, templates_dir: Path, data: dict, out_md: Path,
+           out_html: Path) -> None:
+    """Render the report from result files only: no model is loaded here.
 
-    names = ("peftsum", "torch", "transformers", "peft", "snakemake", "rouge-score")
-    return {name: version(name) for name in names}
-
-
-def _hardware() -> str:
-    import os
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.processor() or 'cpu'})"
-
-
-# The data keys that matter for each source; the others hold unused defaults.
-_SOURCE_KEYS = {"hf": ("id", "config_name", "columns"), "csv": ("path", "columns"),
-                "jsonl": ("path", "columns"), "aclsum": ()}
-
-
-def _source_settings(data: dict) -> dict:
-    keep = ("name", "source", "seed", *_SOURCE_KEYS[data["source"]])
-    return {k: v for k, v in data.items() if k in keep}
-
-
-def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: list[Path],
-           model_dir: Path, split_stats: Path, tokenize_stats: Path, articles: Path,
-           out_md: Path, out_html: Path, significance: Path, by_method: Path) -> None:
-    """Render the report from result files only: no model is loaded here."""
+    runs: the trained runs' run.json files (their steps.jsonl lie beside them); predictions:
+    every evaluation's predictions.jsonl (its metrics.json beside it); data: the data source's
+    identity and sampling, as configured.
+    """
     from peftsum import report as report_module
 
-    def label(path: Path) -> str:  # results/train/lora/seed0 -> lora/seed0
-        return "/".join(Path(path).parts[2:])
+    def label(run_json: Path) -> str:  # results/train/lora/seed0/run.json -> lora/seed0
+        return "/".join(Path(run_json).parts[2:-1])
 
+    records = [json.loads(Path(p).read_text()) for p in runs]
+    evaluations = [json.loads((Path(p).parent / "metrics.json").read_text()) for p in predictions]
     setup = {
         "model": json.loads((Path(model_dir) / "model_info.json").read_text()),
-        "data": {**_source_settings(config["data"]), **json.loads(Path(split_stats).read_text())},
+        "data": {**data, **json.loads(Path(split_stats).read_text())},
         "tokenize": json.loads(Path(tokenize_stats).read_text()),
-        "template": config["template"], "decoding": config["evaluation"],
-        "training": config["training"], "hardware": _hardware(), "versions": _versions(),
+        "decoding": next((e["decoding"] for e in evaluations if "decoding" in e), None),
+        "training": next((training_settings(r["hparams"]) for r in records), None),
+        **machines(records),
     }
     first_seed = {}
-    for d in eval_dirs:
-        name = json.loads((Path(d) / "metrics.json").read_text())["name"]
-        first_seed.setdefault(name, Path(d) / "predictions.jsonl")
-    report_module.render(Path(metrics_json), {label(d): Path(d) / "steps.jsonl" for d in run_dirs},
-                         first_seed, Path(articles), setup, Path(out_md), Path(out_html),
-                         significance=Path(significance), by_method=Path(by_method))
+    for path, evaluation in zip(predictions, evaluations):
+        first_seed.setdefault(evaluation["name"], Path(path))
+    report_module.render(Path(metrics_json),
+                         {label(p): Path(p).parent / "steps.jsonl" for p in runs}, first_seed,
+                         Path(articles), setup, Path(out_md), Path(out_html),
+                         significance=Path(significance), by_method=Path(by_method),
+                         templates_dir=Path(templates_dir))
+
+
+def training_settings(hparams: dict) -> dict:
+    """The shared training settings of a run's hparams (without its method's own and its seed)."""
+    keys = {f.name for f in dataclasses.fields(TrainingConfig)}
+    return {k: v for k, v in hparams.items() if k in keys}
+
+
+def machines(records: list[dict]) -> dict:
+    """The report's Hardware and Versions: what the training runs recorded, each distinct one
+    once (runs made on several machines or versions list each)."""
+    def distinct(values) -> list:
+        seen = []
+        for value in values:
+            if value not in seen:
+                seen.append(value)
+        return seen
+
+    made = [r["provenance"] for r in records if "provenance" in r]
+    hardware = [f"{h['cpu_model']} ({h['cpu_count']} cores, {h['machine']})"
+                + (f", GPUs: {', '.join(h['gpus'])}" if h["gpus"] else "")
+                for h in distinct(p["hardware"] for p in made)]
+    versions = distinct({**p["versions"], "python": p["python"], "git commit": _commit(p)}
+                        for p in made)
+    return {"hardware": "; ".join(hardware) or "not recorded",
+            "versions": versions[0] if len(versions) == 1 else
+            {f"runs {i + 1}": v for i, v in enumerate(versions)} or "not recorded"}
+
+
+def _commit(provenance: dict) -> str:
+    commit = provenance["git_commit"]
+    if commit is None:
+        return "not a git checkout"
+    return commit[:12] + (" with uncommitted changes" if provenance["git_dirty"] else "")

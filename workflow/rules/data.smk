@@ -4,9 +4,10 @@ rule download_model:
     log:
         "logs/download_model/{model}.log",
     benchmark:
-        "benchmarks/download_model/{model}.tsv",
+        "benchmarks/download_model/{model}.tsv"
     params:
-        model=config["model"],
+        # The source's identity only: name, source and the keys that source reads.
+        model=MODEL_IDENTITY,
     conda:
         "../../envs/torch.yaml"
     script:
@@ -19,9 +20,10 @@ rule download_data:
     log:
         "logs/download_data/{dataset}.log",
     benchmark:
-        "benchmarks/download_data/{dataset}.tsv",
+        "benchmarks/download_data/{dataset}.tsv"
     params:
-        data=config["data"],
+        # Not sizes or seed: the sampling is split's; a new size never downloads again.
+        data=DATA_IDENTITY,
     conda:
         "../../envs/torch.yaml"
     script:
@@ -37,9 +39,9 @@ rule split:
     log:
         "logs/split/split.log",
     benchmark:
-        "benchmarks/split/split.tsv",
+        "benchmarks/split/split.tsv"
     params:
-        sizes=config["data"]["sizes"],
+        sizes=peftsum_config.canonical(config["data"]["sizes"]),
         seed=config["data"]["seed"],
     conda:
         "../../envs/torch.yaml"
@@ -57,10 +59,11 @@ rule tokenize:
     log:
         "logs/tokenize/tokenize.log",
     benchmark:
-        "benchmarks/tokenize/tokenize.tsv",
+        "benchmarks/tokenize/tokenize.tsv"
     params:
-        template=config["template"],
-        methods=config["methods"],
+        template=TEMPLATE,
+        # Room for the longest soft prompt: every method sees the same truncated text.
+        reserved=RESERVED_POSITIONS,
     conda:
         "../../envs/torch.yaml"
     script:
@@ -76,9 +79,10 @@ rule tokenize_chat:
     log:
         "logs/tokenize/tokenize_chat.log",
     benchmark:
-        "benchmarks/tokenize/tokenize_chat.tsv",
+        "benchmarks/tokenize/tokenize_chat.tsv"
     params:
-        template=config["template"],
+        template=TEMPLATE,
+        reserved=RESERVED_POSITIONS,
         instruction=config["evaluation"]["chat_instruction"],
     conda:
         "../../envs/torch.yaml"

@@ -3,6 +3,8 @@ rule evaluate:
         tokenized="results/data/tokenized/test.jsonl",
         split="results/data/split/test.jsonl",
         model=f"resources/models/{MODEL}",
+        # run.json names the method and its hyperparameters: the config is not read again.
+        run="results/train/{method}/seed{seed}/run.json",
         weights="results/train/{method}/seed{seed}/trainable.safetensors",
     output:
         metrics="results/eval/{method}/seed{seed}/metrics.json",
@@ -12,8 +14,7 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{method}_seed{seed}.tsv"
     params:
-        method=lambda wc: config["methods"][wc.method],
-        evaluation=config["evaluation"],
+        decoding=DECODING,
     threads: THREADS
     resources:
         gpu=1,
@@ -38,7 +39,7 @@ rule evaluate_zero_shot:
     wildcard_constraints:
         baseline="zero_shot|zero_shot_chat",
     params:
-        evaluation=config["evaluation"],
+        decoding=DECODING,
     threads: THREADS
     resources:
         gpu=1,
@@ -57,7 +58,7 @@ rule evaluate_lead3:
     log:
         "logs/evaluate/lead3.log",
     benchmark:
-        "benchmarks/evaluate/lead3.tsv",
+        "benchmarks/evaluate/lead3.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        evaluations=[f"{d}/metrics.json" for d in evaluations()],
+        metrics=[f"{d}/metrics.json" for d in evaluations()],
         predictions=[f"{d}/predictions.jsonl" for d in evaluations()],
         runs=[f"{d}/run.json" for d in trained_runs()],
     output:
@@ -25,10 +25,7 @@ rule aggregate:
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
-        "benchmarks/aggregate/aggregate.tsv",
-    params:
-        eval_dirs=evaluations(),
-        run_dirs=trained_runs(),
+        "benchmarks/aggregate/aggregate.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -38,7 +35,10 @@ rule aggregate:
 rule render_report:
     input:
         [f"{d}/steps.jsonl" for d in trained_runs()],
-        [f"{d}/predictions.jsonl" for d in evaluations()],
+        runs=[f"{d}/run.json" for d in trained_runs()],
+        # Every evaluation's predictions.jsonl; its metrics.json lies beside it.
+        predictions=[f"{d}/predictions.jsonl" for d in evaluations()],
+        evaluations=[f"{d}/metrics.json" for d in evaluations()],
         metrics="results/metrics.json",
         significance="results/significance.json",
         by_method="results/metrics_by_method.json",
@@ -46,6 +46,7 @@ rule render_report:
         split_stats="results/data/split/stats.json",
         tokenize_stats="results/data/tokenized/stats.json",
         articles="results/data/split/test.jsonl",
+        templates=REPORT_TEMPLATES,
     output:
         md="results/report/report.md",
         html=report(
@@ -61,10 +62,10 @@ rule render_report:
     log:
         "logs/render_report/render_report.log",
     benchmark:
-        "benchmarks/render_report/render_report.tsv",
+        "benchmarks/render_report/render_report.tsv"
     params:
-        eval_dirs=evaluations(),
-        run_dirs=trained_runs(),
+        # The data source and its sampling, as the report's setup shows them.
+        data={**DATA_IDENTITY, "seed": config["data"]["seed"]},
     conda:
         "../../envs/report.yaml"
     script:

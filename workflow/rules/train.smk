@@ -1,20 +1,23 @@
 rule train:
     input:
+        # stats.json: the template and reserved positions, recorded in run.json for restoring.
         "results/data/tokenized/train.jsonl",
         "results/data/tokenized/validation.jsonl",
+        stats="results/data/tokenized/stats.json",
         model=f"resources/models/{MODEL}",
     output:
         weights="results/train/{method}/seed{seed}/trainable.safetensors",
         steps="results/train/{method}/seed{seed}/steps.jsonl",
         run="results/train/{method}/seed{seed}/run.json",
-        run_info="results/train/{method}/seed{seed}/run_info.json",
     log:
         "logs/train/{method}_seed{seed}.log",
     benchmark:
         "benchmarks/train/{method}_seed{seed}.tsv"
     params:
-        method=lambda wc: config["methods"][wc.method],
-        training=config["training"],
+        # This method's resolved hyperparameters and the shared training settings, without the
+        # list of seeds: adding a seed or another method retrains nothing that exists.
+        method=lambda wc: METHOD_SPECS[wc.method],
+        training=TRAINING,
         # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
         checkpoint_dir="results/checkpoints/{method}/seed{seed}",
     threads: THREADS

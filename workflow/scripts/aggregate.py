@@ -1,5 +1,5 @@
 from peftsum import stages
 
 with stages.guarded(snakemake.log[0]):
-    stages.aggregate(snakemake.params.eval_dirs, snakemake.params.run_dirs,
-                     snakemake.output.tsv, snakemake.output.json)
+    stages.aggregate(snakemake.input.metrics, snakemake.input.predictions, snakemake.input.runs,
+                     dict(snakemake.output.items()))

@@ -3,4 +3,4 @@ from pathlib import Path
 from peftsum import stages
 
 with stages.guarded(snakemake.log[0]):
-    stages.download_data(snakemake.config, Path(snakemake.output[0]).parent)
+    stages.download_data(snakemake.params.data, Path(snakemake.output[0]).parent)

@@ -1,12 +1,12 @@
 from pathlib import Path
 
 from peftsum import stages
+from peftsum.config import EvalConfig
 
-trained = hasattr(snakemake.input, "weights")  # the zero-shot baseline has none
+trained = hasattr(snakemake.input, "run")  # the zero-shot baselines have none
 with stages.guarded(snakemake.log[0], snakemake.threads, snakemake.resources.gpu):
-    stages.evaluate(snakemake.config, snakemake.input.model, snakemake.input.tokenized,
-                    snakemake.input.split, Path(snakemake.output.metrics).parent,
-                    method_name=snakemake.wildcards.method if trained else None,
-                    weights=snakemake.input.weights if trained else None,
-                    seed=int(snakemake.wildcards.seed) if trained else None,
+    stages.evaluate(snakemake.input.model, snakemake.input.tokenized, snakemake.input.split,
+                    Path(snakemake.output.metrics).parent,
+                    EvalConfig.from_dict(snakemake.params.decoding),
+                    run_dir=Path(snakemake.input.run).parent if trained else None,
                     baseline=snakemake.wildcards.get("baseline", "zero_shot"))

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 from peftsum import stages
 
 with stages.guarded(snakemake.log[0]):
-    stages.report(snakemake.config, snakemake.input.metrics, snakemake.params.run_dirs,
-                  snakemake.params.eval_dirs, snakemake.input.model, snakemake.input.split_stats,
+    stages.report(snakemake.input.metrics, snakemake.input.significance,
+                  snakemake.input.by_method, snakemake.input.runs, snakemake.input.predictions,
+                  snakemake.input.model, snakemake.input.split_stats,
                   snakemake.input.tokenize_stats, snakemake.input.articles,
-                  snakemake.output.md, snakemake.output.html, snakemake.input.significance,
-                  snakemake.input.by_method)
+                  Path(snakemake.input.templates[0]).parent, snakemake.params.data,
+                  snakemake.output.md, snakemake.output.html)

@@ -119,7 +119,8 @@ def run(tokenizer, context: int, split_dir: Path, out_dir: Path, template: Templ
         reserved: int) -> dict:
     """Write out_dir/{split}.jsonl (id, input_ids, source_len) and out_dir/stats.json."""
     encoder = Encoder(tokenizer, template, source_budget(template, context, reserved))
-    stats = {"reserved_positions": reserved, "max_length": min(template.max_length, context)}
+    stats = {"reserved_positions": reserved, "max_length": min(template.max_length, context),
+             "template": dataclasses.asdict(template)}
     for split in SPLITS:
         stats[split] = encode_split(encoder, Path(split_dir) / f"{split}.jsonl",
                                     Path(out_dir) / f"{split}.jsonl")

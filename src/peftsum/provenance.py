@@ -1,0 +1,68 @@
+"""Where and with what a run was made: the provenance part of its run.json.
+
+Recorded by the job that trains, so the report describes the training machine, not the one that
+renders the report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+PACKAGES = ("peftsum", "torch", "transformers", "peft", "snakemake", "rouge-score")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or "unknown"
+
+
+def versions() -> dict:
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {name: installed(name) for name in PACKAGES}
+
+
+def hardware() -> dict:
+    import torch
+
+    return {"machine": platform.machine(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+
+
+def git_state(folder: Path | None = None) -> dict:
+    """The commit of the code that ran and whether the tree had uncommitted changes (None
+    outside a git checkout, e.g. an installed wheel)."""
+    folder = folder or Path(__file__).parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=False,
+                                  cwd=folder, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit.strip() if commit else None,
+            "git_dirty": bool(status.strip()) if status is not None else None}
+
+
+def record(config_hash: str) -> dict:
+    """The provenance of a run starting now; config_hash identifies its settings."""
+    return {"started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **git_state(), "config_hash": config_hash, "python": platform.python_version(),
+            "versions": versions(), "hardware": hardware()}
