@@ -267,15 +267,20 @@ def test_significance_covers_every_pair_once(rendered):
     }
     assert len(pairs) == len(NAMES) * (len(NAMES) - 1) // 2
     for pair in pairs:
-        a = predictions(pair["system_a"], pair["seed_a"])
-        b = {e["id"]: e for e in predictions(pair["system_b"], pair["seed_b"])}
-        assert pair["n_examples"] == len(a) == len(b)
-        if pair["system_a"] == "lora" or pair["system_b"] == "lora":
-            assert 0 in (pair["seed_a"], pair["seed_b"])  # multi-seed methods: the first seed
+        runs_a = [predictions(pair["system_a"], s) for s in pair["seeds_a"] or [None]]
+        runs_b = [{e["id"]: e for e in predictions(pair["system_b"], s)}
+                  for s in pair["seeds_b"] or [None]]
+        assert pair["n_examples"] == len(runs_a[0]) == len(runs_b[0])
+        if "lora" in (pair["system_a"], pair["system_b"]):  # every seed of a multi-seed method
+            assert [0, 1] in (pair["seeds_a"], pair["seeds_b"])
+        ids = [e["id"] for e in runs_a[0]]
         for key in ["rougeL", "rougeLsum"]:
-            x, y = [e[key] for e in a], [b[e["id"]][key] for e in a]
-            assert pair[f"{key}_diff"] == pytest.approx(statistics.fmean(x) - statistics.fmean(y))
-            assert pair[f"{key}_p"] == stats.paired_bootstrap_pvalue(x, y, seed=0)
+            x = [[{e["id"]: e for e in run}[i][key] for i in ids] for run in runs_a]
+            y = [[run[i][key] for i in ids] for run in runs_b]
+            mean = statistics.fmean
+            assert pair[f"{key}_diff"] == pytest.approx(mean(map(mean, x)) - mean(map(mean, y)))
+            assert pair[f"{key}_p"] == stats.seed_article_bootstrap(x, y, seed=0)["p"]
+        assert pair["rougeL_p_holm"] >= pair["rougeL_p"]
         assert pair["rougeL_diff"] >= 0  # system_a is the one ahead on ROUGE-L
 
     from_tsv = read_tsv(rendered["out"] / "significance.tsv")
@@ -286,7 +291,7 @@ def test_significance_covers_every_pair_once(rendered):
     assert float(from_tsv[0]["rougeL_p"]) == pytest.approx(pairs[0]["rougeL_p"])
 
 
-def test_significance_uses_lowest_seed_whatever_the_order(tmp_path):
+def test_significance_uses_every_seed_whatever_the_order(tmp_path):
     order = [("lora", 1), ("lora", 0), ("zero_shot", None)]
     aggregate.run(
         [eval_dir(n, s) / "metrics.json" for n, s in order],
@@ -299,7 +304,9 @@ def test_significance_uses_lowest_seed_whatever_the_order(tmp_path):
     tests = load(tmp_path / "significance.json")
     assert tests["n_resamples"] == 200 and tests["seed"] == 3
     (pair,) = tests["pairs"]
-    assert (pair["system_a"], pair["seed_a"], pair["system_b"]) == ("lora", 0, "zero_shot")
+    assert (pair["system_a"], sorted(pair["seeds_a"]), pair["system_b"]) == (
+        "lora", [0, 1], "zero_shot")
+    assert pair["rougeL_seed_pairs"] == 2  # each lora seed against the one zero-shot run
 
 
 def test_predictions_must_match_evaluations(tmp_path):
@@ -425,20 +432,17 @@ def test_no_seed_table_with_one_seed_per_method(tmp_path):
 
 def test_significance_table_marks_small_p(rendered):
     table = markdown_table(markdown_section(rendered["md"], "Significance", level=3))
-    assert table[0] == ["System A", "System B", "Δ ROUGE-L", "p", "Δ ROUGE-Lsum", "p"]
+    assert table[0] == ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum",
+                        "p (Holm)"]
     pairs = rendered["significance"]["pairs"]
     assert len(table) - 1 == len(pairs)
     seen_small = seen_large = False
     for cells, pair in zip(table[1:], pairs):
-        for label, name, seed in [
-            (cells[0], "system_a", "seed_a"),
-            (cells[1], "system_b", "seed_b"),
-        ]:
-            expected = pair[name] if pair[name] != "lora" else f"lora/seed{pair[seed]}"
-            assert label == expected
+        for label, name in [(cells[0], "system_a"), (cells[1], "system_b")]:
+            assert label == (pair[name] if pair[name] != "lora" else "lora (2 seeds)")
         for column, key in [(2, "rougeL"), (4, "rougeLsum")]:
             assert cells[column] == f"{pair[f'{key}_diff']:+.2f}"
-            p = pair[f"{key}_p"]
+            p = pair[f"{key}_p_holm"]
             text = "< 0.001" if p < 0.001 else f"{p:.3f}"
             assert cells[column + 1] == (f"**{text}**" if p < 0.05 else text)
             seen_small |= p < 0.05
@@ -501,34 +505,40 @@ def test_findings_name_true_best_and_its_significance(rendered):
     pairs = rendered["significance"]["pairs"]
     for other in [runner_up, "zero_shot"]:
         pair = report.find_pair(pairs, best, other)
-        verdict = "significant" if pair["rougeL_p"] < 0.05 else "not significant"
-        assert re.search(rf"lead over {other} is {verdict} \(p", findings), other
+        if pair["rougeL_p_holm"] < 0.05:
+            assert re.search(rf"lead over {other} is significant \(p", findings), other
+        else:
+            assert f"{best} and {other} cannot be told apart (p" in findings, other
     cheapest = min({n for n, _ in RUNS}, key=lambda n: load(run_json(n))["params"]["trainable"])
     assert f"cheapest trained method in trainable parameters is {cheapest}" in findings
     assert "last_layers trained fastest" in findings
     assert "zero_shot is cut off at max_new_tokens" in findings
 
 
-def significance_pair(a: str, b: str, p: float, diff: float = 1.0) -> dict:
-    return {"system_a": a, "system_b": b, "rougeL_p": p, "rougeL_diff": diff}
+def significance_pair(a: str, b: str, p: float, diff: float = 1.0, ahead: int = 1,
+                      paired: int = 1) -> dict:
+    return {"system_a": a, "system_b": b, "rougeL_p": p / 2, "rougeL_p_holm": p,
+            "rougeL_diff": diff, "rougeL_seeds_ahead": ahead, "rougeL_seed_pairs": paired}
 
 
 @pytest.mark.parametrize(
     "pairs, expected",
     [
         (
-            [significance_pair("a", "b", 0.2), significance_pair("a", "zero_shot", 0.0009)],
+            [significance_pair("a", "b", 0.2, ahead=2, paired=3),
+             significance_pair("a", "zero_shot", 0.0009, ahead=3, paired=3)],
             (
-                "On a paired bootstrap test of ROUGE-L, a's lead over b is not significant "
-                "(p = 0.200, Δ = +1.00); its lead over zero_shot is significant (p < 0.001, "
-                "Δ = +1.00)."
+                "Resampling seeds and test articles together, on ROUGE-L, a and b cannot be told "
+                "apart (p = 0.200 after Holm's correction, Δ = +1.00, ahead in 2 of 3 seeds); "
+                "its lead over zero_shot is significant (p < 0.001 after Holm's correction, "
+                "Δ = +1.00, ahead in 3 of 3 seeds)."
             ),
         ),
         (
-            [significance_pair("b", "a", 0.01, 0.5)],
+            [significance_pair("a", "b", 0.01, 0.5)],
             (
-                "On a paired bootstrap test of ROUGE-L, on the tested seed b scores above a, a "
-                "significant difference (p = 0.010, Δ = +0.50)."
+                "Resampling seeds and test articles together, on ROUGE-L, a's lead over b is "
+                "significant (p = 0.010 after Holm's correction, Δ = +0.50)."
             ),
         ),
         ([], ""),
@@ -591,7 +601,7 @@ def test_single_method_with_empty_steps_and_missing_values(tmp_path):
     resources = markdown_section(md, "Resources")
     assert "GPU util" not in resources  # NVML columns are left out when no run has them
     assert "lora has the best ROUGE-L" in md
-    assert "paired bootstrap" not in markdown_section(md, "Findings")
+    assert "Resampling seeds" not in markdown_section(md, "Findings")
     assert md.count("### Example") == 1
 
 
@@ -627,7 +637,7 @@ def test_findings_compare_with_the_strongest_zero_shot_baseline():
     assert sentence.endswith("and 5.60 points above the zero_shot_chat baseline (23.90).")
     pairs = [significance_pair("lora", "lead3", 0.01), significance_pair("lora", "zero_shot_chat", 0.2),
              significance_pair("lora", "zero_shot", 0.0001)]
-    assert "its lead over zero_shot_chat is not significant (p = 0.200" in (
+    assert "lora and zero_shot_chat cannot be told apart (p = 0.200" in (
         report.significance_sentence(methods, pairs))
 
 

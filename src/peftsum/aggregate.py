@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from peftsum.io import read_json, read_jsonl, write_atomic, write_json
-from peftsum.stats import bootstrap_ci, paired_bootstrap_pvalue, seed_summary
+from peftsum.stats import bootstrap_ci, holm, seed_article_bootstrap, seed_summary
 
 ROUGE_KEYS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 # Metrics compared between systems with the paired bootstrap test.
@@ -69,11 +69,15 @@ COLUMNS = [
 
 SIGNIFICANCE_COLUMNS = [
     "system_a",
-    "seed_a",
+    "seeds_a",
     "system_b",
-    "seed_b",
+    "seeds_b",
     "n_examples",
-    *[f"{key}_{part}" for key in TESTED_METRICS for part in ("a", "b", "diff", "p")],
+    *[
+        f"{key}_{part}"
+        for key in TESTED_METRICS
+        for part in ("a", "b", "diff", "low", "high", "p", "p_holm", "seeds_ahead", "seed_pairs")
+    ],
 ]
 
 BY_METHOD_COLUMNS = [
@@ -167,8 +171,10 @@ def run(
         write_json(
             outputs["significance_json"],
             {
-                "test": "paired bootstrap, two-sided, shift to the null (peftsum.stats)",
-                "diff": "mean over examples of system_a - system_b, ROUGE F1 x 100",
+                "test": "bootstrap of seeds and articles together (articles paired), two-sided, "
+                "shift to the null (peftsum.stats.seed_article_bootstrap)",
+                "diff": "mean over seeds and examples of system_a - system_b, ROUGE F1 x 100",
+                "correction": "Holm over every pair, per metric (p_holm)",
                 "metrics": TESTED_METRICS,
                 "n_resamples": n_resamples,
                 "seed": seed,
@@ -246,28 +252,32 @@ def _every(examples: list[dict], field: str) -> list | None:
 def significance(
     systems: list[tuple[dict, list[dict] | None]], n_resamples: int = 1000, seed: int = 0
 ) -> list[dict]:
-    """Paired bootstrap tests on ROUGE-L and ROUGE-Lsum between every pair of systems.
+    """Paired tests on ROUGE-L and ROUGE-Lsum between every pair of systems, over all seeds.
 
-    `systems` holds (table row, per-example rows) in table order. Each name is
-    represented by its lowest seed. Within a pair, system_a is the one with the higher
-    mean ROUGE-L, so differences read "how far ahead"; examples are matched by id.
+    `systems` holds (table row, per-example rows) in table order; a name's rows are its seeds.
+    Each test resamples seeds and articles together (stats.seed_article_bootstrap), so a
+    difference that one seed produced is not called significant; the p-values of each metric
+    are then Holm-adjusted over the whole family of pairs (`{metric}_p_holm`). Within a pair,
+    system_a is the one with the higher mean ROUGE-L, so differences read "how far ahead";
+    examples are matched by id. `{metric}_seeds_ahead` of `{metric}_seed_pairs`: in how many
+    pairings of a's and b's runs with the same seed (each of a's seeds against a system with
+    one run, a baseline) a scored higher.
     """
-    chosen: dict[str, tuple[dict, list[dict]]] = {}
+    runs: dict[str, list[tuple[int | None, dict[str, dict]]]] = {}
     for row, examples in systems:
-        if examples is None:
-            continue
-        current = chosen.get(row["name"])
-        if current is None or (row["seed"] or 0) < (current[0]["seed"] or 0):
-            chosen[row["name"]] = (row, examples)
-    scores = {name: _scores_by_id(name, examples) for name, (_, examples) in chosen.items()}
-    names = list(chosen)
+        if examples is not None:
+            runs.setdefault(row["name"], []).append((row["seed"], _scores_by_id(row["name"], examples)))
+    names = list(runs)
     pairs = []
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
             a, b = (first, second)
-            if _mean(scores[b], "rougeL") > _mean(scores[a], "rougeL"):
+            if _mean(runs[b], "rougeL") > _mean(runs[a], "rougeL"):
                 a, b = b, a
-            pairs.append(_test_pair(a, b, chosen, scores, n_resamples, seed))
+            pairs.append(_test_pair(a, b, runs, n_resamples, seed))
+    for key in TESTED_METRICS:
+        for pair, adjusted in zip(pairs, holm([pair[f"{key}_p"] for pair in pairs])):
+            pair[f"{key}_p_holm"] = adjusted
     return pairs
 
 
@@ -278,31 +288,45 @@ def _scores_by_id(name: str, examples: list[dict]) -> dict[str, dict]:
     return by_id
 
 
-def _mean(by_id: dict[str, dict], key: str) -> float:
-    values = [e.get(key) for e in by_id.values()]
+def _mean(runs: list[tuple], key: str) -> float:
+    values = [e.get(key) for _, by_id in runs for e in by_id.values()]
     return -math.inf if None in values or not values else sum(values) / len(values)
 
 
-def _test_pair(a: str, b: str, chosen: dict, scores: dict, n_resamples: int, seed: int) -> dict:
-    if scores[a].keys() != scores[b].keys():
-        raise ValueError(f"predictions of {a} and {b} cover different test examples")
-    ids = list(scores[a])  # a's order; b is matched by id
+def _seed_pairs(a: list[tuple], b: list[tuple]) -> list[tuple[dict, dict]]:
+    """a's and b's runs with the same seed; with one run of b (a baseline), each of a's."""
+    if len(b) == 1:
+        return [(by_id, b[0][1]) for _, by_id in a]
+    b_by_seed = dict(b)
+    return [(by_id, b_by_seed[s]) for s, by_id in a if s in b_by_seed]
+
+
+def _test_pair(a: str, b: str, runs: dict, n_resamples: int, seed: int) -> dict:
+    ids = list(runs[a][0][1])  # a's order; every run is matched by id
+    for name in (a, b):
+        if any(by_id.keys() != set(ids) for _, by_id in runs[name]):
+            raise ValueError(f"predictions of {a} and {b} cover different test examples")
     pair = {
         "system_a": a,
-        "seed_a": chosen[a][0]["seed"],
+        "seeds_a": [s for s, _ in runs[a] if s is not None],
         "system_b": b,
-        "seed_b": chosen[b][0]["seed"],
+        "seeds_b": [s for s, _ in runs[b] if s is not None],
         "n_examples": len(ids),
     }
     for key in TESTED_METRICS:
-        x = [scores[a][i].get(key) for i in ids]
-        y = [scores[b][i].get(key) for i in ids]
-        if None in x or None in y:
-            pair.update(dict.fromkeys([f"{key}_a", f"{key}_b", f"{key}_diff", f"{key}_p"]))
+        x = [[by_id[i].get(key) for i in ids] for _, by_id in runs[a]]
+        y = [[by_id[i].get(key) for i in ids] for _, by_id in runs[b]]
+        if any(None in r for r in x + y):
+            pair.update({f"{key}_{part}": None for part in
+                         ("a", "b", "diff", "low", "high", "p", "seeds_ahead", "seed_pairs")})
             continue
-        pair[f"{key}_a"], pair[f"{key}_b"] = sum(x) / len(x), sum(y) / len(y)
-        pair[f"{key}_diff"] = sum(xi - yi for xi, yi in zip(x, y)) / len(x)
-        pair[f"{key}_p"] = paired_bootstrap_pvalue(x, y, n_resamples=n_resamples, seed=seed)
+        test = seed_article_bootstrap(x, y, n_resamples=n_resamples, seed=seed)
+        pair[f"{key}_a"], pair[f"{key}_b"] = _mean(runs[a], key), _mean(runs[b], key)
+        pair.update({f"{key}_{part}": test[part] for part in ("diff", "low", "high", "p")})
+        seed_pairs = _seed_pairs(runs[a], runs[b])
+        pair[f"{key}_seeds_ahead"] = sum(
+            sum(r[i][key] for i in ids) > sum(q[i][key] for i in ids) for r, q in seed_pairs)
+        pair[f"{key}_seed_pairs"] = len(seed_pairs)
     return pair
 
 
