@@ -409,7 +409,9 @@ def test_seed_table_shows_mean_and_std(rendered):
     assert table[0][:2] == ["Method", "Seeds"]
     lora = next(cells for cells in table[1:] if cells[0] == "lora")
     values = [load(eval_dir("lora", s) / "metrics.json")["rougeL"] for s in (0, 1)]
-    mean_std = f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    half = 12.706 * std / 2 ** 0.5  # t(0.975, 1) x std / sqrt(2 seeds)
+    mean_std = f"{mean:.2f} ± {std:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
     assert lora[1] == "2"
     assert lora[table[0].index("ROUGE-L")].strip("*") == mean_std
     prompt = next(cells for cells in table[1:] if cells[0] == "prompt_tuning")

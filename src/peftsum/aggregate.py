@@ -13,7 +13,13 @@ import math
 from pathlib import Path
 
 from peftsum.io import read_json, read_jsonl, write_atomic, write_json
-from peftsum.stats import bootstrap_ci, holm, seed_article_bootstrap, seed_summary
+from peftsum.stats import (
+    bootstrap_ci,
+    holm,
+    seed_article_bootstrap,
+    seed_interval,
+    seed_summary,
+)
 
 ROUGE_KEYS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 # Metrics compared between systems with the paired bootstrap test.
@@ -86,7 +92,7 @@ BY_METHOD_COLUMNS = [
     "n_seeds",
     "seeds",
     "trainable_params",
-    *[f"{key}_{stat}" for key in SEED_METRICS for stat in ("mean", "std")],
+    *[f"{key}_{stat}" for key in SEED_METRICS for stat in ("mean", "std", "seed_low", "seed_high")],
 ]
 
 _METRIC_COLUMNS = [
@@ -331,7 +337,8 @@ def _test_pair(a: str, b: str, runs: dict, n_resamples: int, seed: int) -> dict:
 
 
 def method_summary(table: list[dict]) -> list[dict]:
-    """One row per name: mean and sample std (ddof=1) of each metric across its seeds."""
+    """One row per name: mean, sample std (ddof=1) and 95% t-interval (seed_low, seed_high) of
+    each metric across its seeds."""
     groups: dict[str, list[dict]] = {}
     for row in table:
         groups.setdefault(row["name"], []).append(row)
@@ -345,7 +352,11 @@ def method_summary(table: list[dict]) -> list[dict]:
             "trainable_params": rows[0]["trainable_params"],
         }
         for key in SEED_METRICS:
-            entry[f"{key}_mean"], entry[f"{key}_std"] = seed_summary([r[key] for r in rows])
+            values = [r[key] for r in rows]
+            entry[f"{key}_mean"], entry[f"{key}_std"] = seed_summary(values)
+            present = [v for v in values if v is not None]
+            _, entry[f"{key}_seed_low"], entry[f"{key}_seed_high"] = (
+                seed_interval(present) if present else (None, None, None))
         summary.append(entry)
     return summary
 

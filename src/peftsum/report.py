@@ -41,8 +41,9 @@ QUALITY_NOTE = (
     "Best value per column in bold (lowest for loss and perplexity)."
 )
 SEEDS_NOTE = (
-    "Mean ± sample standard deviation (n − 1) across training seeds; a value without ± comes "
-    "from a single run. Best mean per column in bold."
+    "Mean ± sample standard deviation (n − 1) across training seeds, and for ROUGE the 95% "
+    "t-interval of the mean over seeds in brackets; a value without ± comes from a single run. "
+    "Best mean per column in bold."
 )
 SIGNIFICANCE_NOTE = (
     "Bootstrap test on the same test articles, resampling a method's seeds and the articles "
@@ -346,7 +347,11 @@ def seeds_table(methods: list[dict]) -> Table:
         for key, _, digits, _ in columns:
             mean, std = method.get(f"{key}_mean"), method.get(f"{key}_std")
             bold = mean is not None and mean == best[key] and key != "train_wall_s"
-            cells.append(Cell(fmt_mean_std(mean, std, digits), bold=bold))
+            interval = (ci_text({f"{key}_ci_low": method.get(f"{key}_seed_low"),
+                                 f"{key}_ci_high": method.get(f"{key}_seed_high")}, key, digits)
+                        if key in aggregate.ROUGE_KEYS else "")
+            text = fmt_mean_std(mean, std, digits) + (f" {interval}" if interval else "")
+            cells.append(Cell(text, bold=bold))
         table.rows.append([Cell(method["name"]), Cell(fmt(method["n_seeds"]))] + cells)
     return table
 
