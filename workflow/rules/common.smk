@@ -1,15 +1,29 @@
+import re
 from glob import glob
 
 from snakemake.exceptions import WorkflowError
 
 from peftsum import config as peftsum_config
 from peftsum import methods as peftsum_methods
+from peftsum import sweep as peftsum_sweep
 from peftsum.errors import UserError
 
 # Validated once, at start: a typo fails in the first seconds with the key's name.
+# A method entry with `sweep:` lists is a grid: each point trains (seed: the first of
+# training.seeds) under results/sweep/, the select checkpoint picks one by validation loss, and
+# only that point trains with every seed and is evaluated on test.
 try:
     config.update(peftsum_config.validate(config))
-    METHOD_LIST = peftsum_methods.all_from_config(config)
+    BASE_SPECS, GRIDS = {}, {}
+    for _name, _spec in config["methods"].items():
+        BASE_SPECS[_name], _sweep = peftsum_sweep.split_spec(_name, _spec)
+        if _sweep:
+            GRIDS[_name] = peftsum_sweep.points(_sweep)
+    METHOD_LIST = [peftsum_methods.from_config(n, s) for n, s in BASE_SPECS.items()]
+    POINT_METHODS = {
+        name: {p: peftsum_methods.from_config(name, {**BASE_SPECS[name], **v}) for p, v in grid.items()}
+        for name, grid in GRIDS.items()
+    }
 except UserError as err:
     raise WorkflowError(str(err)) from None
 
@@ -19,7 +33,13 @@ except UserError as err:
 # finished work.
 METHODS = [m.name for m in METHOD_LIST]
 METHOD_SPECS = {m.name: peftsum_config.canonical(m.hparams()) for m in METHOD_LIST}
-RESERVED_POSITIONS = peftsum_methods.reserved_positions(METHOD_LIST)
+POINT_SPECS = {
+    name: {p: peftsum_config.canonical(m.hparams()) for p, m in points.items()}
+    for name, points in POINT_METHODS.items()
+}
+RESERVED_POSITIONS = peftsum_methods.reserved_positions(
+    METHOD_LIST + [m for points in POINT_METHODS.values() for m in points.values()]
+)
 TEMPLATE = peftsum_config.canonical(config["template"])
 TRAINING = peftsum_config.training_params(config["training"])
 DECODING = peftsum_config.decoding_params(config["evaluation"])
@@ -38,6 +58,7 @@ REPORT_TEMPLATES = sorted(glob(f"{workflow.basedir}/report_templates/*"))
 
 wildcard_constraints:
     method="|".join(METHODS),
+    point="|".join(re.escape(p) for grid in GRIDS.values() for p in grid) or "^$",
     seed=r"\d+",
     split="|".join(SPLITS),
     model=MODEL,
@@ -59,3 +80,21 @@ def zero_shot_tokens(wildcards):
     if wildcards.baseline == "zero_shot_chat":
         return "results/data/tokenized_chat/test.jsonl"
     return "results/data/tokenized/test.jsonl"
+
+
+def sweep_runs(wildcards):
+    """The run.json of every grid point of a swept method (trained with the first seed)."""
+    return expand(
+        "results/sweep/{method}/{point}/seed{seed}/run.json",
+        method=wildcards.method,
+        point=list(GRIDS[wildcards.method]),
+        seed=SEEDS[0],
+    )
+
+
+def selection(wildcards):
+    """A swept method's chosen point; known once the select checkpoint has run, so that a new
+    grid point whose choice is the same one retrains none of the chosen point's seeds."""
+    if wildcards.method not in GRIDS:
+        return []
+    return checkpoints.select.get(method=wildcards.method).output.chosen

@@ -5,6 +5,8 @@ rule train:
         "results/data/tokenized/validation.jsonl",
         stats="results/data/tokenized/stats.json",
         model=f"resources/models/{MODEL}",
+        # A swept method's chosen point (nothing for a method without sweep).
+        chosen=selection,
     output:
         weights="results/train/{method}/seed{seed}/trainable.safetensors",
         steps="results/train/{method}/seed{seed}/steps.jsonl",
@@ -14,8 +16,9 @@ rule train:
     benchmark:
         "benchmarks/train/{method}_seed{seed}.tsv"
     params:
-        # This method's resolved hyperparameters and the shared training settings, without the
-        # list of seeds: adding a seed or another method retrains nothing that exists.
+        # This method's resolved hyperparameters (a swept method's: without the swept keys,
+        # which come from `chosen`) and the shared training settings without the list of
+        # seeds: adding a seed or another method retrains nothing that exists.
         method=lambda wc: METHOD_SPECS[wc.method],
         training=TRAINING,
         # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
@@ -32,3 +35,41 @@ rule train:
         "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
+
+
+# One grid point of a swept method: its own job, so points train in parallel or on SLURM.
+use rule train as train_point with:
+    input:
+        "results/data/tokenized/train.jsonl",
+        "results/data/tokenized/validation.jsonl",
+        stats="results/data/tokenized/stats.json",
+        model=f"resources/models/{MODEL}",
+    output:
+        weights="results/sweep/{method}/{point}/seed{seed}/trainable.safetensors",
+        steps="results/sweep/{method}/{point}/seed{seed}/steps.jsonl",
+        run="results/sweep/{method}/{point}/seed{seed}/run.json",
+    log:
+        "logs/train/{method}_{point}_seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{method}_{point}_seed{seed}.tsv"
+    params:
+        method=lambda wc: POINT_SPECS[wc.method][wc.point],
+        training=TRAINING,
+        checkpoint_dir="results/checkpoints/sweep/{method}/{point}/seed{seed}",
+
+
+# Reads only the grid's run.json files (their validation losses): never the test split.
+checkpoint select:
+    input:
+        sweep_runs,
+    output:
+        grid="results/select/{method}.json",
+        chosen="results/select/{method}.chosen.json",
+    log:
+        "logs/select/{method}.log",
+    params:
+        grid=lambda wc: GRIDS[wc.method],
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/select.py"

@@ -1,0 +1,96 @@
+"""Hyperparameter sweeps: a method entry's `sweep:` lists become grid points, one training job
+each, and the point with the best validation loss is the one evaluated on test.
+
+No torch here: the workflow expands the grid while it builds the DAG, and selection reads only
+the sweep runs' run.json (validation losses), never anything of the test split.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+from peftsum.errors import UserError
+from peftsum.io import write_json
+
+# The three files a training run writes (the train rule's outputs).
+RUN_FILES = ("trainable.safetensors", "steps.jsonl", "run.json")
+
+
+def split_spec(name: str, spec: dict) -> tuple[dict, dict]:
+    """(the entry without `sweep`, its sweep lists); a sweep value must be a non-empty list."""
+    spec = dict(spec)
+    sweep = spec.pop("sweep", None) or {}
+    if not isinstance(sweep, dict):
+        raise UserError(f"config: methods.{name}.sweep must map hyperparameters to lists")
+    for key, values in sweep.items():
+        if key == "kind":
+            raise UserError(f"config: methods.{name}.sweep cannot sweep 'kind'")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"config: methods.{name}.sweep.{key} must be a non-empty list, "
+                            f"got {values!r}")
+    return spec, sweep
+
+
+def point_name(overrides: dict) -> str:
+    """A readable folder name: lr=0.001,r=16 (keys sorted)."""
+    return ",".join(f"{key}={overrides[key]}" for key in sorted(overrides))
+
+
+def points(sweep: dict) -> dict[str, dict]:
+    """Every combination of the sweep's lists, by point name, in the lists' order."""
+    keys = sorted(sweep)
+    grid = [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
+    return {point_name(p): p for p in grid}
+
+
+def with_selection(spec: dict, chosen: str | Path | None) -> dict:
+    """The method entry with the chosen point's hyperparameters (a swept method's final runs)."""
+    if not chosen:
+        return spec
+    return {**spec, **json.loads(Path(chosen).read_text())["chosen_hparams"]}
+
+
+def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path,
+           out_chosen: Path) -> dict:
+    """Choose the point with the lowest best validation loss; write the whole grid to `out`
+    and the choice alone to `out_chosen` (what the final runs depend on: a new point that does
+    not win leaves it as it was); return the selection.
+
+    grid: point name -> hyperparameters; runs: each point's run.json in the grid's order.
+    """
+    if len(runs) != len(grid):
+        raise ValueError(f"{len(runs)} runs for {len(grid)} grid points of {method}")
+    rows = []
+    for (name, hparams), run_json in zip(grid.items(), runs):
+        run = json.loads(Path(run_json).read_text())
+        rows.append({"point": name, "hparams": hparams, "val_loss": run["best"]["val_loss"],
+                     "best_step": run["best"]["step"], "seed": run["seed"],
+                     "run": str(Path(run_json).parent)})
+    scored = [r for r in rows if r["val_loss"] is not None]
+    if not scored:
+        raise UserError(f"no sweep point of {method} recorded a validation loss")
+    chosen = min(scored, key=lambda r: r["val_loss"])
+    choice = {"method": method, "chosen": chosen["point"], "chosen_hparams": chosen["hparams"],
+              "chosen_run": chosen["run"], "chosen_seed": chosen["seed"]}
+    selection = {**choice, "metric": "val_loss", "points": rows}
+    write_json(out, selection)
+    write_json(out_chosen, choice)
+    return selection
+
+
+def reusable_run(chosen: str | Path | None, seed: int) -> Path | None:
+    """The sweep's own run of the chosen point when it was trained with this seed: the final
+    run with that seed is the same computation, so it is copied instead of trained again."""
+    if not chosen:
+        return None
+    choice = json.loads(Path(chosen).read_text())
+    return Path(choice["chosen_run"]) if choice["chosen_seed"] == seed else None
+
+
+def copy_run(source: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy(source / name, out_dir / name)  # new mtimes: newer than the selection

@@ -1,0 +1,5 @@
+from peftsum import stages, sweep
+
+with stages.guarded(snakemake.log[0]):
+    sweep.select(snakemake.wildcards.method, snakemake.params.grid, snakemake.input,
+                 snakemake.output.grid, snakemake.output.chosen)
