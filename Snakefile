@@ -3,6 +3,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# The description at the top of `snakemake --report`.
+report: "workflow/report/workflow.rst"
+
+
 # A --configfile replaces the default config instead of being merged into it: merged, the
 # default's methods would be added to those of every other config.
 if not workflow.overwrite_configfiles:

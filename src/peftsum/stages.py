@@ -212,8 +212,11 @@ def _source_settings(data: dict) -> dict:
 
 def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: list[Path],
            model_dir: Path, split_stats: Path, tokenize_stats: Path, articles: Path,
-           out_md: Path, out_html: Path, significance: Path, by_method: Path) -> None:
-    """Render the report from result files only: no model is loaded here."""
+           out_md: Path, out_html: Path, significance: Path, by_method: Path,
+           out_explorer: Path | None = None) -> None:
+    """Render the report (and the explorer of every summary) from result files only: no model
+    is loaded here."""
+    from peftsum import explorer
     from peftsum import report as report_module
 
     def label(path: Path) -> str:  # results/train/lora/seed0 -> lora/seed0
@@ -232,4 +235,8 @@ def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: li
         first_seed.setdefault(name, Path(d) / "predictions.jsonl")
     report_module.render(Path(metrics_json), {label(d): Path(d) / "steps.jsonl" for d in run_dirs},
                          first_seed, Path(articles), setup, Path(out_md), Path(out_html),
-                         significance=Path(significance), by_method=Path(by_method))
+                         significance=Path(significance), by_method=Path(by_method),
+                         runs={label(d): Path(d) / "run.json" for d in run_dirs},
+                         explorer=out_explorer is not None)
+    if out_explorer is not None:
+        explorer.build([Path(d) for d in eval_dirs], Path(articles), Path(out_explorer))

@@ -5,4 +5,5 @@ with stages.guarded(snakemake.log[0]):
                   snakemake.params.eval_dirs, snakemake.input.model, snakemake.input.split_stats,
                   snakemake.input.tokenize_stats, snakemake.input.articles,
                   snakemake.output.md, snakemake.output.html, snakemake.input.significance,
-                  snakemake.input.by_method)
+                  snakemake.input.by_method,
+                  snakemake.output.explorer)
