@@ -19,9 +19,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/tracking.smk"
 
 
 rule all:
     input:
         "results/report/report.html",
         "results/metrics.tsv",
+        # Tracking, where the config turns it on.
+        ["results/tracking/tracked.json"] if TRACKING else [],

@@ -205,12 +205,13 @@ def pareto_figure(rows: list[dict], colors: dict[str, str]) -> Figure | None:
         front = pareto_front([(r[key], r["rougeL"]) for r in points])
         if len(front) > 1:
             ax.step(*zip(*front), where="post", color="grey", alpha=0.6, zorder=0)
-        for r in points:
+        for k, r in enumerate(sorted(points, key=lambda r: r[key])):
             ax.errorbar(r[key], r["rougeL"], yerr=ci_errors([r], "rougeL"),
                         fmt=MARKERS[styles[r["label"]] % len(MARKERS)], color=colors[r["name"]],
                         capsize=3, markersize=7)
-            # The label beside its point, so a reader needs no legend to tell the runs apart.
-            ax.annotate(r["label"], (r[key], r["rougeL"]), xytext=(6, 4),
+            # The label beside its point, so a reader needs no legend to tell the runs apart;
+            # neighbours along x alternate above and below, so close points keep their labels.
+            ax.annotate(r["label"], (r[key], r["rougeL"]), xytext=(6, 4 if k % 2 == 0 else -13),
                         textcoords="offset points", fontsize="small", color=colors[r["name"]])
         for r in baselines:
             ax.axhline(r["rougeL"], linestyle="--", color=colors[r["name"]], linewidth=1)

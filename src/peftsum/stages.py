@@ -240,3 +240,14 @@ def report(config: dict, metrics_json: Path, run_dirs: list[Path], eval_dirs: li
                          explorer=out_explorer is not None)
     if out_explorer is not None:
         explorer.build([Path(d) for d in eval_dirs], Path(articles), Path(out_explorer))
+
+
+def track(tracking: dict, run_dirs: list[Path], eval_dirs: list[Path], artifacts: list[Path],
+          tensorboard_dir: Path, record: Path) -> dict:
+    """Send the finished runs to TensorBoard and MLflow (the `tracking:` config) from their files."""
+    from peftsum import tracking as tracking_module
+
+    return tracking_module.export(tracking_module.TrackingConfig.from_dict(tracking),
+                                  [Path(d) for d in run_dirs], [Path(d) for d in eval_dirs],
+                                  [Path(p) for p in artifacts], Path(tensorboard_dir),
+                                  Path(record))

@@ -17,6 +17,7 @@ SPLITS = ["train", "validation", "test"]
 BASELINES = config["evaluation"]["baselines"]
 MODEL = config["model"]["name"]
 DATASET = config["data"]["name"]
+TRACKING = config["tracking"]["tensorboard"] or config["tracking"]["mlflow"]
 
 
 wildcard_constraints:
