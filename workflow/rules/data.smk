@@ -4,11 +4,11 @@ rule download_model:
     log:
         "logs/download_model/{model}.log",
     benchmark:
-        "benchmarks/download_model/{model}.tsv",
-    params:
-        model=config["model"],
+        "benchmarks/download_model/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
+    params:
+        model=config["model"],
     script:
         "../scripts/download_model.py"
 
@@ -19,11 +19,11 @@ rule download_data:
     log:
         "logs/download_data/{dataset}.log",
     benchmark:
-        "benchmarks/download_data/{dataset}.tsv",
-    params:
-        data=config["data"],
+        "benchmarks/download_data/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
+    params:
+        data=config["data"],
     script:
         "../scripts/download_data.py"
 
@@ -37,12 +37,12 @@ rule split:
     log:
         "logs/split/split.log",
     benchmark:
-        "benchmarks/split/split.tsv",
+        "benchmarks/split/split.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         sizes=config["data"]["sizes"],
         seed=config["data"]["seed"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/split.py"
 
@@ -57,12 +57,12 @@ rule tokenize:
     log:
         "logs/tokenize/tokenize.log",
     benchmark:
-        "benchmarks/tokenize/tokenize.tsv",
+        "benchmarks/tokenize/tokenize.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         template=config["template"],
         methods=config["methods"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/tokenize.py"
 
@@ -76,11 +76,11 @@ rule tokenize_chat:
     log:
         "logs/tokenize/tokenize_chat.log",
     benchmark:
-        "benchmarks/tokenize/tokenize_chat.tsv",
+        "benchmarks/tokenize/tokenize_chat.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         template=config["template"],
         instruction=config["evaluation"]["chat_instruction"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/tokenize_chat.py"

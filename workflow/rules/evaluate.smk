@@ -11,14 +11,14 @@ rule evaluate:
         "logs/evaluate/{method}_seed{seed}.log",
     benchmark:
         "benchmarks/evaluate/{method}_seed{seed}.tsv"
-    params:
-        method=lambda wc: config["methods"][wc.method],
-        evaluation=config["evaluation"],
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        method=lambda wc: config["methods"][wc.method],
+        evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"
 
@@ -37,13 +37,13 @@ rule evaluate_zero_shot:
         "benchmarks/evaluate/{baseline}.tsv"
     wildcard_constraints:
         baseline="zero_shot|zero_shot_chat",
-    params:
-        evaluation=config["evaluation"],
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"
 
@@ -57,7 +57,7 @@ rule evaluate_lead3:
     log:
         "logs/evaluate/lead3.log",
     benchmark:
-        "benchmarks/evaluate/lead3.tsv",
+        "benchmarks/evaluate/lead3.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

@@ -31,12 +31,12 @@ rule aggregate:
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
-        "benchmarks/aggregate/aggregate.tsv",
+        "benchmarks/aggregate/aggregate.tsv"
+    conda:
+        "../../envs/report.yaml"
     params:
         eval_dirs=evaluations(),
         run_dirs=trained_runs(),
-    conda:
-        "../../envs/report.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -76,11 +76,11 @@ rule render_report:
     log:
         "logs/render_report/render_report.log",
     benchmark:
-        "benchmarks/render_report/render_report.tsv",
+        "benchmarks/render_report/render_report.tsv"
+    conda:
+        "../../envs/report.yaml"
     params:
         eval_dirs=evaluations(),
         run_dirs=trained_runs(),
-    conda:
-        "../../envs/report.yaml"
     script:
         "../scripts/render_report.py"

@@ -14,11 +14,11 @@ rule track:
         tensorboard=directory("results/tracking/tensorboard"),
     log:
         "logs/track/track.log",
+    conda:
+        "../../envs/tracking.yaml"
     params:
         tracking=config["tracking"],
         run_dirs=trained_runs(),
         eval_dirs=evaluations(),
-    conda:
-        "../../envs/tracking.yaml"
     script:
         "../scripts/track.py"

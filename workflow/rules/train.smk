@@ -12,20 +12,20 @@ rule train:
         "logs/train/{method}_seed{seed}.log",
     benchmark:
         "benchmarks/train/{method}_seed{seed}.tsv"
+    # The longest jobs first: evaluations (shorter) then fill the cores while the last training
+    # runs, instead of a training running alone at the end (seen in the demo: 90 s on 1 of 2 cores).
+    priority: 1
+    conda:
+        "../../envs/torch.yaml"
+    threads: THREADS
+    resources:
+        # GPUs per job (0 = CPU); a profile can raise it (set-resources: train: gpu: 2), which
+        # turns the job into a torchrun data-parallel run over the leased GPUs.
+        gpu=1,
     params:
         method=lambda wc: config["methods"][wc.method],
         training=config["training"],
         # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
         checkpoint_dir="results/checkpoints/{method}/seed{seed}",
-    threads: THREADS
-    # The longest jobs first: evaluations (shorter) then fill the cores while the last training
-    # runs, instead of a training running alone at the end (seen in the demo: 90 s on 1 of 2 cores).
-    priority: 1
-    resources:
-        # GPUs per job (0 = CPU); a profile can raise it (set-resources: train: gpu: 2), which
-        # turns the job into a torchrun data-parallel run over the leased GPUs.
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
