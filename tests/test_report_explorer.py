@@ -43,7 +43,7 @@ def test_data_holds_every_article_and_every_system(tmp_path):
     assert [s["label"] for s in data["systems"]] == LABELS
     lora_colors = {s["color"] for s in data["systems"] if s["name"] == "lora"}
     assert len(lora_colors) == 1  # seeds share their method's colour
-    assert len({s["color"] for s in data["systems"]}) == len(set(n for n, _ in SYSTEMS))
+    assert len({s["color"] for s in data["systems"]}) == len({n for n, _ in SYSTEMS})
     outputs = outputs_by_label()
     assert [a["id"] for a in data["articles"]] == [a["id"] for a in fixture_articles()]
     for article, source in zip(data["articles"], fixture_articles()):
@@ -181,7 +181,7 @@ def test_beats_filter(page, a, b, points):
     ]
     assert 0 < len(expected) < len(outputs[a])  # the cases filter something, not everything
     assert shown_ids(page) == expected
-    assert page.locator(f'#header th[data-key="delta"]').inner_text().startswith(f"{a} − {b}")
+    assert page.locator('#header th[data-key="delta"]').inner_text().startswith(f"{a} − {b}")
 
 
 def test_detail_view_opens_with_every_summary(page):

@@ -55,7 +55,7 @@ def test_tracking_is_off_by_default():
 def test_disabled_export_writes_nothing_but_its_record(tmp_path):
     record = tracking.export(tracking.TrackingConfig(), RUN_DIRS, [eval_dir("lora")], [],
                              tmp_path / "tb", tmp_path / "tracked.json")
-    assert record == dict.fromkeys(LABELS, {})
+    assert record == {label: {} for label in LABELS}
     assert list((tmp_path / "tb").iterdir()) == []
 
 
