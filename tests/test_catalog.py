@@ -19,7 +19,7 @@ def test_config_readme_describes_every_file_and_key_group():
     for path in (ROOT / "config").glob("*.yaml"):
         assert f"`{path.name}`" in readme, path.name
     for group in config.load_schema()["properties"]:
-        assert re.search(rf"^\| `{group}` \|", readme, re.M), group
+        assert re.search(rf"^\| `{group}` \|", readme, re.MULTILINE), group
 
 
 def report_calls(text: str) -> list[str]:
