@@ -768,3 +768,11 @@ def test_figures_keep_one_colour_per_method_and_label_pareto_points(rendered):
         labels = {t.get_text(): t.get_color() for t in ax.texts}
         assert set(labels) == {r["label"] for r in rows}  # every run and baseline is labelled
         assert all(color == colors[label.split("/")[0]] for label, color in labels.items())
+
+
+def test_parameters_table_has_one_row_per_method(rendered):
+    section = markdown_section(markdown_section(rendered["md"], "Cost"), "Parameters", level=3)
+    table = markdown_table(section)
+    assert [cells[0] for cells in table[1:]] == [name for name in NAMES if (name, 0) in RUNS]
+    lora = dict(zip(table[0], table[1]))
+    assert lora["Trainable"] == f"{load(run_json('lora'))['params']['trainable']:,}"

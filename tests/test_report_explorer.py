@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from test_report import FIXTURES, SYSTEMS, eval_dir, predictions, render_fixture
+from test_report_browser import chromium_page
 
 from peftsum import explorer
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "results"
 ARTICLES = FIXTURES / "data" / "split" / "test.jsonl"
@@ -77,22 +77,12 @@ def test_report_links_the_explorer(tmp_path):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (.[dev])")
     out = tmp_path_factory.mktemp("explorer")
     explorer.build(EVAL_DIRS, ARTICLES, out / "explorer.html")
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.problems, tab.requests = [], []
-        tab.on("console", lambda m: m.type in ("error", "assert") and tab.problems.append(m.text))
-        tab.on("pageerror", lambda error: tab.problems.append(str(error)))
-        tab.on("request", lambda request: tab.requests.append(request.url))
+    with chromium_page() as tab:
         tab.url_of_page = (out / "explorer.html").as_uri()
         tab.goto(tab.url_of_page)
         yield tab
-        browser.close()
 
 
 def shown_ids(page) -> list[str]:

@@ -171,15 +171,24 @@ def truncate(text: str, limit: int = ARTICLE_CHARS) -> str:
 # ---------------------------------------------------------------- tables
 
 
+def first_run_per_method(rows: list[dict]) -> list[dict]:
+    """One trained row per method name: its seeds train the same parameters."""
+    first: dict[str, dict] = {}
+    for row in filter(is_trained, rows):
+        first.setdefault(row["name"], row)
+    return list(first.values())
+
+
 def methods_table(rows: list[dict]) -> Table:
+    """What each method trains: one row per method."""
     table = Table(
         ["Method", "What trains", "Trainable", "Added", "Total", "Share of model (%)", "Formula"],
         [False, False, True, True, True, True, False],
     )
-    for row in filter(is_trained, rows):
+    for row in first_run_per_method(rows):
         table.rows.append(
             [
-                Cell(row["label"]),
+                Cell(row["name"]),
                 Cell(fmt(row["trains"])),
                 Cell(fmt(row["trainable_params"])),
                 Cell(fmt(row["added_params"])),
@@ -506,10 +515,7 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
 
 
 def cheapest_sentence(rows: list[dict]) -> str:
-    first_runs: dict[str, dict] = {}
-    for row in filter(is_trained, rows):
-        first_runs.setdefault(row["name"], row)  # seeds of a method train the same parameters
-    trained = list(first_runs.values())
+    trained = first_run_per_method(rows)
     if not trained:
         return ""
     cheapest = min(trained, key=lambda r: r["trainable_params"])
