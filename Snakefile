@@ -3,6 +3,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# The description at the top of `snakemake --report`.
+report: "workflow/report/workflow.rst"
+
+
 # A --configfile replaces the default config instead of being merged into it: merged, the
 # default's methods would be added to those of every other config.
 if not workflow.overwrite_configfiles:
@@ -15,9 +19,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/tracking.smk"
 
 
 rule all:
     input:
         "results/report/report.html",
         "results/metrics.tsv",
+        # Tracking, where the config turns it on.
+        ["results/tracking/tracked.json"] if TRACKING else [],

@@ -16,8 +16,9 @@ import statistics
 from pathlib import Path
 
 import pytest
+from matplotlib.colors import to_rgba
 
-from peftsum import aggregate, report, stats
+from peftsum import aggregate, report, report_figures, stats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 RUNS = [("lora", 0), ("lora", 1), ("prompt_tuning", 0), ("last_layers", 0)]
@@ -69,13 +70,17 @@ SETUP = {
               "weights_sha256": "a672150fb4f99d7c8f4168cecdd464069c0ef3a37d8113f22ddb9d48031d03cd"},
     "data": {
         "source": "cnn_dailymail",
-        "sizes": {"train": 99, "val": 10, "test": 12},
-        "dropped": {"too_long": 1},
+        "sizes": {"train": 99, "validation": 10, "test": 12},
+        "source_rows": {"train": 100, "validation": 10, "test": 12},
+        "dropped": {"train": {"empty": 0, "duplicate": 1, "in_test": 0}, "too_long": 1},
     },
-    # nested as real runs have it: long dotted keys (validation.summary_tokens.truncated_rate)
-    "tokenize": {split: {"article_tokens": {"median": 412.5, "p95": 900, "truncated_rate": 0.01},
-                         "summary_tokens": {"median": 83.5, "p95": 98, "truncated_rate": 0.0}}
-                 for split in ("train", "validation", "test")},
+    # as tokenize writes it: nested per split and text
+    "tokenize": {"reserved_positions": 20, "max_length": 1024}
+    | {split: {"article_tokens": {"median": 412.5, "p95": 900, "max": 1350, "limit": 940,
+                                  "truncated_rate": 0.01},
+               "summary_tokens": {"median": 83.5, "p95": 98, "max": 107, "limit": 127,
+                                  "truncated_rate": 0.0}}
+       for split in ("train", "validation", "test")},
     "template": {"prompt": "Article: {article}\nSummary:"},
     "decoding": {"max_new_tokens": 80, "num_beams": 1},
     "training": {"epochs": 1, "batch_size": 8},
@@ -105,6 +110,8 @@ def render_fixture(out: Path) -> list[dict]:
         out_html=out / "report.html",
         significance=out / "significance.json",
         by_method=out / "metrics_by_method.json",
+        runs={f"{n}/seed{s}": run_json(n, s) for n, s in RUNS},
+        explorer=True,
     )
     return rows
 
@@ -432,14 +439,23 @@ def test_no_seed_table_with_one_seed_per_method(tmp_path):
     assert "Across training seeds" not in md and "### Significance" not in md
 
 
+def significance_tables(md: str) -> tuple[list[list[str]], list[list[str]]]:
+    """The first table of the Significance section and the one folded in <details>."""
+    section = markdown_section(md, "Significance")
+    first, folded = section.split("<details>", 1)
+    return markdown_table(first), markdown_table(folded)
+
+
 def test_significance_table_marks_small_p(rendered):
-    table = markdown_table(markdown_section(rendered["md"], "Significance", level=3))
-    assert table[0] == ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum",
-                        "p (Holm)"]
-    pairs = rendered["significance"]["pairs"]
-    assert len(table) - 1 == len(pairs)
+    first, folded = significance_tables(rendered["md"])
+    assert first[0] == folded[0] == ["System A", "System B", "Δ ROUGE-L", "p (Holm)",
+                                     "Δ ROUGE-Lsum", "p (Holm)"]
+    pairs = {frozenset((p["system_a"], p["system_b"])): p for p in rendered["significance"]["pairs"]}
+    rows = first[1:] + folded[1:]
+    assert len(rows) == len(pairs)  # every pair once, shown or folded
     seen_small = seen_large = False
-    for cells, pair in zip(table[1:], pairs):
+    for cells in rows:
+        pair = pairs[frozenset(cell.split(" (")[0] for cell in cells[:2])]
         for label, name in [(cells[0], "system_a"), (cells[1], "system_b")]:
             assert label == (pair[name] if pair[name] != "lora" else "lora (2 seeds)")
         for column, key in [(2, "rougeL"), (4, "rougeLsum")]:
@@ -450,6 +466,23 @@ def test_significance_table_marks_small_p(rendered):
             seen_small |= p < 0.05
             seen_large |= p >= 0.05
     assert seen_small and seen_large  # the fixture exercises both markings
+
+
+def test_significance_shows_the_asked_comparisons_first(rendered):
+    first, folded = significance_tables(rendered["md"])
+    by_method = {m["name"]: m["rougeL_mean"] for m in rendered["by_method"]}
+    ranked = sorted(by_method, key=by_method.get, reverse=True)
+    best = ranked[0]
+    trained = [n for n, _ in RUNS]
+    baseline = max((n for n, _ in BASELINES), key=by_method.get)  # the strongest baseline
+    shown = [frozenset(cell.split("/seed")[0] for cell in cells[:2]) for cells in first[1:]]
+    expected = [frozenset((best, other)) for other in ranked[1:]]
+    expected += [frozenset((name, baseline)) for name in ranked
+                 if name in trained and name != best]
+    assert shown == expected
+    assert len(folded) - 1 == len(NAMES) * (len(NAMES) - 1) // 2 - len(expected)
+    intro = markdown_section(rendered["md"], "Significance").strip().split("\n\n")[0]
+    assert intro.startswith(f"{best}, the best by mean ROUGE-L") and f"against {baseline}" in intro
 
 
 def test_lengths_table(rendered):
@@ -466,8 +499,8 @@ def test_lengths_table(rendered):
 
 
 def test_resources_table_formats_flops_mfu_and_memory(rendered):
-    section = markdown_section(rendered["md"], "Resources")
-    compute = markdown_table(section)
+    section = markdown_section(rendered["md"], "Cost")
+    compute = markdown_table(markdown_section(section, "Compute and time", level=3))
     header = compute[0]
     for column in ["Precision", "Samples/s", "Train FLOPs", "MFU", "GPU util (%)"]:
         assert column in header
@@ -562,7 +595,7 @@ def test_number_formats():
     assert report.fmt_p(0.0004) == "< 0.001" and report.fmt_p(0.04) == "0.040"
     assert report.fmt_mean_std(24.4, 0.77) == "24.40 ± 0.77"
     assert report.fmt_mean_std(24.4, None) == "24.40"
-    assert report.pareto_front([(1, 10), (2, 9), (3, 12), (4, 12), (5, 15)]) == [
+    assert report_figures.pareto_front([(1, 10), (2, 9), (3, 12), (4, 12), (5, 15)]) == [
         (1, 10),
         (3, 12),
         (5, 15),
@@ -600,7 +633,7 @@ def test_single_method_with_empty_steps_and_missing_values(tmp_path):
     md, html = (tmp_path / "report.md").read_text(), (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # no loss figure without steps
     assert not (tmp_path / "figures" / "loss_curves.png").exists()
-    resources = markdown_section(md, "Resources")
+    resources = markdown_section(md, "Cost")
     assert "GPU util" not in resources  # NVML columns are left out when no run has them
     assert "lora has the best ROUGE-L" in md
     assert "Resampling seeds" not in markdown_section(md, "Findings")
@@ -652,3 +685,108 @@ def test_a_method_named_like_a_baseline_is_not_taken_for_the_zero_shot_row():
     ]
     assert report.best_rouge_sentence(methods).endswith(
         "and 9.20 points above the zero_shot baseline (20.30).")
+
+
+# ---------------------------------------------------------------- report: order, appendix, figures
+
+
+def test_sections_come_in_a_readers_order(rendered):
+    order = ["Findings", "Quality", "Figures", "Significance", "Cost", "Output length",
+             "Example summaries", "Appendix: setup"]
+    for md_or_html, mark in [(rendered["md"], "\n## {}\n"), (rendered["html"], ">{}</h2>")]:
+        positions = [md_or_html.index(mark.format(title)) for title in order]
+        assert positions == sorted(positions)
+
+
+def test_lengths_are_one_split_by_statistic_table(rendered):
+    table = markdown_table(markdown_section(rendered["md"], "Tokenized lengths", level=3))
+    assert table[0] == ["Split", "Text", "Median", "p95", "Max", "Limit", "Truncated"]
+    assert len(table) - 1 == 6  # 3 splits x (article, summary)
+    for cells in table[1:]:
+        stats = SETUP["tokenize"][cells[0]][f"{cells[1]}_tokens"]
+        assert cells[2:] == [f"{stats['median']:.1f}", f"{stats['p95']:,}", f"{stats['max']:,}",
+                             f"{stats['limit']:,}", f"{stats['truncated_rate'] * 100:.1f} %"]
+    assert "validation.summary_tokens" not in rendered["md"]  # no dotted keys any more
+
+
+def test_hyperparameters_one_row_per_method(rendered):
+    section = markdown_section(rendered["md"], "Hyperparameters", level=3)
+    table = markdown_table(section)
+    assert [cells[0] for cells in table[1:]] == ["lora", "prompt_tuning", "last_layers"]
+    header = table[0]
+    lora = table[1]
+    assert lora[header.index("Seeds")] == "0, 1"
+    for key, value in load(run_json("lora"))["hparams"].items():
+        if key in ("seed", "batch_size", "world_size"):
+            continue
+        expected = f"{value:.6g}" if isinstance(value, float) else str(value)
+        assert lora[header.index(key)] == expected, key
+    assert table[2][header.index("r")] == "—"  # prompt tuning has no rank
+    assert "Same for every method: batch_size 8, world_size 1." in section
+    assert "batch_size" not in header
+
+
+def test_hardware_and_versions_come_from_the_runs(rendered):
+    section = markdown_section(rendered["md"], "Hardware and software of the training runs", 3)
+    table = markdown_table(section)
+    header = table[0]
+    groups = {cells[0]: cells for cells in table[1:]}
+    assert set(groups) == {"lora/seed0, lora/seed1, prompt_tuning/seed0", "last_layers/seed0"}
+    other = load(run_json("last_layers"))["provenance"]
+    cells = groups["last_layers/seed0"]
+    assert cells[header.index("CPU")] == other["hardware"]["cpu_model"]
+    assert cells[header.index("CPU cores")] == str(other["hardware"]["cpu_count"])
+    assert cells[header.index("GPUs")] == "1 × NVIDIA H100 80GB HBM3"
+    assert "torch 2.12.1" in cells[header.index("Versions")]
+    assert cells[header.index("Commit")] == other["git_commit"][:10] + " (uncommitted changes)"
+    assert SETUP["hardware"] not in rendered["md"]  # the rendering machine is not shown
+
+
+def test_without_run_provenance_the_rendering_machine_is_labelled(tmp_path):
+    from peftsum import report_setup
+
+    old_run = {k: v for k, v in load(run_json("lora")).items() if k != "provenance"}
+    appendix = report_setup.appendix({"hardware": "x86_64, 2 CPU cores"}, {"lora/seed0": old_run})
+    titles = [s.title for s in appendix.tables]
+    assert "Hardware and software (of the rendering machine)" in titles
+    section = appendix.tables[titles.index("Hardware and software (of the rendering machine)")]
+    assert section.table.rows[0][1].text == "x86_64, 2 CPU cores"
+    assert "need not be those the runs trained on" in section.note
+
+
+def test_every_figure_has_a_caption_that_says_what_to_read(rendered):
+    captions = re.findall(r"<figcaption><strong>([^<]+)\.</strong> ([^<]+)</figcaption>",
+                          rendered["html"])
+    assert len(captions) == len(FIGURES)
+    for _, caption in captions:
+        assert re.search(r"\b(better|cheaper|overfits)\b", caption), caption
+
+
+def test_figures_keep_one_colour_per_method_and_label_pareto_points(rendered):
+    rows = report.with_labels(rendered["rows"])
+    steps = report.read_steps(
+        {f"{n}/seed{s}": FIXTURES / "train" / n / f"seed{s}" / "steps.jsonl" for n, s in RUNS})
+    colors = report_figures.method_colors([r["name"] for r in rows])
+    assert len(set(colors.values())) == len(NAMES)
+    loss = report_figures.loss_figure(steps, colors)
+    for line in loss.axes[0].get_lines():
+        assert line.get_color() == colors[line.get_label().split("/")[0]]
+    rouge = report_figures.rouge_figure(rows, colors)
+    bars = {c.get_label(): c for c in rouge.axes[0].containers if c.get_label() in
+            {r["label"] for r in rows}}
+    for row in rows:
+        facecolor = bars[row["label"]].patches[0].get_facecolor()
+        assert facecolor == pytest.approx(to_rgba(colors[row["name"]]))
+    pareto = report_figures.pareto_figure(rows, colors)
+    for ax in pareto.axes:
+        labels = {t.get_text(): t.get_color() for t in ax.texts}
+        assert set(labels) == {r["label"] for r in rows}  # every run and baseline is labelled
+        assert all(color == colors[label.split("/")[0]] for label, color in labels.items())
+
+
+def test_parameters_table_has_one_row_per_method(rendered):
+    section = markdown_section(markdown_section(rendered["md"], "Cost"), "Parameters", level=3)
+    table = markdown_table(section)
+    assert [cells[0] for cells in table[1:]] == [name for name in NAMES if (name, 0) in RUNS]
+    lora = dict(zip(table[0], table[1]))
+    assert lora["Trainable"] == f"{load(run_json('lora'))['params']['trainable']:,}"

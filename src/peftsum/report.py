@@ -1,38 +1,41 @@
 """Render the comparison report (Markdown + self-contained HTML) from result files.
 
 Only reads files written by earlier stages (no torch/transformers), so the
-report can be re-rendered on a laptop from copied results.
+report can be re-rendered on a laptop from copied results. The order is a reader's:
+findings, quality, figures, significance, cost, output length, examples, then the setup
+as an appendix (report_setup). Figures: report_figures.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from peftsum import aggregate
 from peftsum.io import read_json, read_jsonl, write_atomic
+from peftsum.report_figures import ROUGE_COLUMNS, is_trained, save_figures
+from peftsum.report_setup import appendix
+from peftsum.report_tables import (
+    MISSING,
+    Cell,
+    Table,
+    best_value,
+    fmt,
+    fmt_flops,
+    fmt_mean_std,
+    fmt_p,
+    fmt_pct,
+    fmt_share,
+    fmt_sig,
+)
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
-MISSING = "—"
 ARTICLE_CHARS = 600
 ALPHA = 0.05  # significance level of the paired tests
+EXPLORER_HREF = "explorer.html"  # beside report.html
 
-ROUGE_COLUMNS = [
-    ("rouge1", "ROUGE-1"),
-    ("rouge2", "ROUGE-2"),
-    ("rougeL", "ROUGE-L"),
-    ("rougeLsum", "ROUGE-Lsum"),
-]
 QUALITY_NOTE = (
     "ROUGE scores are F1 × 100 with stemming, averaged over the test articles; brackets hold "
     "the 95 % percentile-bootstrap confidence interval of that mean (resampling test "
@@ -72,37 +75,6 @@ MEMORY_NOTE = (
     "allocator (closer to what nvidia-smi shows). Checkpoint: size of the saved trainable "
     "weights. GPU energy and utilisation need NVML and are blank without it."
 )
-SETUP_TITLES = {
-    "model": "Model",
-    "data": "Data",
-    "tokenize": "Tokenized lengths",
-    "template": "Prompt template",
-    "decoding": "Decoding",
-    "training": "Training",
-    "hardware": "Hardware",
-    "versions": "Software versions",
-}
-
-
-@dataclass
-class Cell:
-    text: str
-    bold: bool = False
-    note: str = ""  # secondary text after the value, e.g. a confidence interval
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    numeric: list[bool]  # per column: right-align
-    rows: list[list[Cell]] = field(default_factory=list)
-
-
-@dataclass
-class FigureFile:
-    title: str
-    relpath: str  # relative to report.md
-    data_uri: str  # embedded in the HTML so it is self-contained
 
 
 def render(
@@ -118,42 +90,51 @@ def render(
     templates_dir: Path | None = None,
     significance: Path | None = None,
     by_method: Path | None = None,
+    runs: dict[str, Path] | None = None,
+    explorer: bool = False,
 ) -> None:
     """Write report.md (figures as PNG files under figures/) and a self-contained report.html.
 
     `significance` is aggregate's significance.json (no significance table without it);
-    `by_method` its metrics_by_method.json (computed from `metrics_json` when not given).
+    `by_method` its metrics_by_method.json (computed from `metrics_json` when not given);
+    `runs` the training runs' run.json by run label (hyperparameters, hardware, versions);
+    `explorer`: link explorer.html, written beside the report (peftsum.explorer).
     """
     rows = with_labels(read_json(metrics_json))
     methods = read_json(by_method) if by_method is not None else aggregate.method_summary(rows)
     tests = read_json(significance) if significance is not None else None
     pairs = tests["pairs"] if tests else []
+    key, rest = split_pairs(pairs, methods, rows)
     figures = save_figures(rows, read_steps(steps), Path(out_md).parent / "figures")
     max_new = (setup.get("decoding") or {}).get("max_new_tokens")
     context = {
         "title": "Parameter-efficient fine-tuning for summarization",
         "summary": summary_paragraph(rows, setup),
-        "setup": setup_sections(setup),
-        "methods": methods_table(rows),
+        "findings": " ".join(findings(rows, methods, pairs)),
         "quality": quality_table(rows),
         "quality_note": QUALITY_NOTE,
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
         "seeds_note": SEEDS_NOTE,
-        "significance": significance_table(pairs, rows) if pairs else None,
+        "figures": figures,
+        "significance": significance_table(key, rows) if pairs else None,
+        "significance_intro": significance_intro(methods, rows) if pairs else "",
+        "significance_rest": significance_table(rest, rows) if rest else None,
         "significance_note": SIGNIFICANCE_NOTE.format(
             n_resamples=tests["n_resamples"], p_min=1 / (tests["n_resamples"] + 1)
         )
         if tests
         else "",
-        "lengths": lengths_table(rows),
-        "lengths_note": LENGTH_NOTE.format(max_new=f" ({max_new})" if max_new else ""),
+        "methods": methods_table(rows),
         "resources": resources_table(rows),
         "resources_note": " ".join(filter(None, [devices_sentence(rows), RESOURCES_NOTE])),
         "memory": memory_table(rows),
         "memory_note": MEMORY_NOTE,
-        "figures": figures,
-        "findings": " ".join(findings(rows, methods, pairs)),
+        "lengths": lengths_table(rows),
+        "lengths_note": LENGTH_NOTE.format(max_new=f" ({max_new})" if max_new else ""),
         "examples": example_summaries(rows, predictions, articles, n_examples),
+        "explorer": EXPLORER_HREF if explorer else None,
+        "n_articles": len(read_jsonl(articles)),
+        "appendix": appendix(setup, {label: read_json(path) for label, path in (runs or {}).items()}),
     }
     env = template_env(templates_dir or DEFAULT_TEMPLATES_DIR)
     write_atomic(out_md, env.get_template("report.md.j2").render(context))
@@ -165,10 +146,6 @@ def render(
 
 def read_steps(steps: dict[str, Path]) -> dict[str, list[dict]]:
     return {name: read_jsonl(path) for name, path in steps.items()}
-
-
-def is_trained(row: dict) -> bool:
-    return row.get("trainable_params") is not None
 
 
 def with_labels(rows: list[dict]) -> list[dict]:
@@ -186,61 +163,6 @@ def with_labels(rows: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------- formatting
 
 
-def fmt(value, digits: int = 2) -> str:
-    """Human-readable number; None/NaN become a dash so tables never show 'None'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
-
-
-def fmt_pct(value) -> str:
-    # Shares span 100 % (full fine-tuning) to ~0.01 % (prompt tuning): keep 3 significant digits.
-    return MISSING if value is None else f"{value:.3g}"
-
-
-def fmt_sig(value, digits: int = 3) -> str:
-    """Significant digits, for values spanning orders of magnitude (checkpoint sizes)."""
-    return MISSING if value is None else f"{value:.{digits}g}"
-
-
-def fmt_flops(value) -> str:
-    """Scientific notation without the '+': 2.5e15."""
-    if value is None:
-        return MISSING
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def fmt_share(value, digits: int = 1) -> str:
-    """A fraction (0..1) as a percentage: 0.0062 -> '0.6 %'."""
-    return MISSING if value is None else f"{value * 100:.{digits}f} %"
-
-
-def fmt_p(p) -> str:
-    if p is None:
-        return MISSING
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_mean_std(mean, std, digits: int = 2) -> str:
-    if mean is None:
-        return MISSING
-    return fmt(mean, digits) if std is None else f"{fmt(mean, digits)} ± {fmt(std, digits)}"
-
-
-def fmt_setup_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list):
-        scalar = all(not isinstance(v, (dict, list)) for v in value)
-        return ", ".join(map(fmt_setup_value, value)) if scalar else json.dumps(value)
-    return fmt(value)
-
-
 def truncate(text: str, limit: int = ARTICLE_CHARS) -> str:
     if len(text) <= limit:
         return text
@@ -251,44 +173,24 @@ def truncate(text: str, limit: int = ARTICLE_CHARS) -> str:
 # ---------------------------------------------------------------- tables
 
 
-def setup_sections(setup: dict) -> list[dict]:
-    """One key/value table per setup entry; known entries first, unknown ones still shown."""
-    ordered = [k for k in SETUP_TITLES if k in setup] + [k for k in setup if k not in SETUP_TITLES]
-    sections = []
-    for key in ordered:
-        items = (
-            flatten(setup[key])
-            if isinstance(setup[key], dict)
-            else [(key, fmt_setup_value(setup[key]))]
-        )
-        table = Table(["Key", "Value"], [False, False], [[Cell(k), Cell(v)] for k, v in items])
-        sections.append(
-            {"title": SETUP_TITLES.get(key, key.replace("_", " ").capitalize()), "table": table}
-        )
-    return sections
-
-
-def flatten(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested dicts become dotted keys, so any structure fits a two-column table."""
-    items = []
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            items.extend(flatten(value, f"{name}."))
-        else:
-            items.append((name, fmt_setup_value(value)))
-    return items
+def first_run_per_method(rows: list[dict]) -> list[dict]:
+    """One trained row per method name: its seeds train the same parameters."""
+    first: dict[str, dict] = {}
+    for row in filter(is_trained, rows):
+        first.setdefault(row["name"], row)
+    return list(first.values())
 
 
 def methods_table(rows: list[dict]) -> Table:
+    """What each method trains: one row per method."""
     table = Table(
         ["Method", "What trains", "Trainable", "Added", "Total", "Share of model (%)", "Formula"],
         [False, False, True, True, True, True, False],
     )
-    for row in filter(is_trained, rows):
+    for row in first_run_per_method(rows):
         table.rows.append(
             [
-                Cell(row["label"]),
+                Cell(row["name"]),
                 Cell(fmt(row["trains"])),
                 Cell(fmt(row["trainable_params"])),
                 Cell(fmt(row["added_params"])),
@@ -322,13 +224,6 @@ def quality_table(rows: list[dict]) -> Table:
 def ci_text(row: dict, key: str, digits: int) -> str:
     low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
     return "" if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def best_value(values: list, lower_is_better: bool):
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return min(present) if lower_is_better else max(present)
 
 
 def seeds_table(methods: list[dict]) -> Table:
@@ -375,6 +270,50 @@ def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
             cells.append(Cell(fmt_p(p), bold=p is not None and p < ALPHA))
         table.rows.append(cells)
     return table
+
+
+def key_systems(methods: list[dict], rows: list[dict]) -> tuple[str | None, str | None]:
+    """The best system by mean ROUGE-L and the strongest baseline (an untrained system)."""
+    scored = ranked_by_rouge_l(methods)
+    trained = {r["name"] for r in rows if is_trained(r)}
+    baseline = next((m["name"] for m in scored if m["name"] not in trained), None)
+    return (scored[0]["name"] if scored else None), baseline
+
+
+def split_pairs(pairs: list[dict], methods: list[dict], rows: list[dict]) -> tuple[list, list]:
+    """The comparisons a reader asks about first, and the rest.
+
+    First the best system against every other (by the other's rank), then each trained method
+    against the strongest baseline.
+    """
+    best, baseline = key_systems(methods, rows)
+    rank = {m["name"]: i for i, m in enumerate(ranked_by_rouge_l(methods))}
+    trained = {r["name"] for r in rows if is_trained(r)}
+
+    def other(pair: dict, name: str) -> str:
+        return pair["system_b"] if pair["system_a"] == name else pair["system_a"]
+
+    def involves(pair: dict, name: str | None) -> bool:
+        return name in (pair["system_a"], pair["system_b"])
+
+    against_best = sorted(
+        (p for p in pairs if involves(p, best)), key=lambda p: rank.get(other(p, best), len(rank))
+    )
+    against_baseline = sorted(
+        (p for p in pairs if involves(p, baseline) and not involves(p, best)
+         and other(p, baseline) in trained),
+        key=lambda p: rank.get(other(p, baseline), len(rank)),
+    )
+    first = against_best + against_baseline
+    return first, [p for p in pairs if not any(p is q for q in first)]
+
+
+def significance_intro(methods: list[dict], rows: list[dict]) -> str:
+    best, baseline = key_systems(methods, rows)
+    text = f"{best}, the best by mean ROUGE-L, against every other system"
+    if baseline and baseline != best:
+        text += f"; then each trained method against {baseline}, the strongest baseline"
+    return text + "."
 
 
 def lengths_table(rows: list[dict]) -> Table:
@@ -581,10 +520,7 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
 
 
 def cheapest_sentence(rows: list[dict]) -> str:
-    first_runs: dict[str, dict] = {}
-    for row in filter(is_trained, rows):
-        first_runs.setdefault(row["name"], row)  # seeds of a method train the same parameters
-    trained = list(first_runs.values())
+    trained = first_run_per_method(rows)
     if not trained:
         return ""
     cheapest = min(trained, key=lambda r: r["trainable_params"])
@@ -654,216 +590,6 @@ def example_summaries(
             }
         )
     return examples
-
-
-# ---------------------------------------------------------------- figures
-
-
-def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path) -> list[FigureFile]:
-    """Write each figure as PNG under `folder` and keep its bytes for embedding in the HTML."""
-    drawn = [
-        ("loss_curves.png", "Training (solid) and validation (dashed) loss", loss_figure(steps)),
-        (
-            "rouge.png",
-            "ROUGE F1 × 100 per method and baseline; whiskers: 95 % bootstrap interval",
-            rouge_figure(rows),
-        ),
-        (
-            "pareto.png",
-            (
-                "ROUGE-L against trainable parameters (log scale) and training time; grey "
-                "line: Pareto front of the trained runs, dashed lines: baselines, whiskers: "
-                "95 % interval"
-            ),
-            pareto_figure(rows),
-        ),
-        ("resources.png", "Training time and peak memory per run", resources_figure(rows)),
-    ]
-    figures = []
-    for filename, title, figure in drawn:
-        if figure is None:
-            continue
-        png = png_bytes(figure)
-        write_atomic(folder / filename, png)
-        data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        figures.append(FigureFile(title, f"{folder.name}/{filename}", data_uri))
-    return figures
-
-
-def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, object]:
-    # A bare Figure on an Agg canvas avoids pyplot's global state and any GUI backend.
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, (figure.add_subplot() if ncols == 1 else figure.subplots(1, ncols))
-
-
-def png_bytes(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def method_colors(rows: list[dict]) -> dict[str, str]:
-    """One color per method name, shared by its seeds and across figures."""
-    names = list(dict.fromkeys(r["name"] for r in rows))
-    return {name: f"C{i % 10}" for i, name in enumerate(names)}
-
-
-def loss_figure(steps: dict[str, list[dict]]) -> Figure | None:
-    if not any(steps.values()):
-        return None
-    figure, ax = new_figure(7, 4)
-    for i, (name, records) in enumerate(steps.items()):
-        color = f"C{i % 10}"  # train and val of one run share a color
-        train = [(r["step"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
-        val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-        if train:
-            ax.plot(*zip(*train), "-", color=color, label=f"{name} train")
-        if val:
-            ax.plot(*zip(*val), "--o", color=color, markersize=4, label=f"{name} val")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    figure.legend(loc="outside right upper", fontsize="small")  # outside, so it never hides a curve
-    return figure
-
-
-def ci_errors(rows: list[dict], key: str) -> list[list[float]]:
-    """Asymmetric error bar lengths [below, above]; zero where no interval is known."""
-    below, above = [], []
-    for r in rows:
-        value, low, high = r.get(key), r.get(f"{key}_ci_low"), r.get(f"{key}_ci_high")
-        known = None not in (value, low, high)
-        below.append(value - low if known else 0.0)
-        above.append(high - value if known else 0.0)
-    return [below, above]
-
-
-def rouge_figure(rows: list[dict]) -> Figure | None:
-    if not any(r.get(key) is not None for r in rows for key, _ in ROUGE_COLUMNS):
-        return None
-    figure, ax = new_figure(max(6.0, 1.3 * len(rows) + 2), 4.2)
-    width = 0.8 / len(ROUGE_COLUMNS)
-    for j, (key, header) in enumerate(ROUGE_COLUMNS):
-        heights = [math.nan if r.get(key) is None else r[key] for r in rows]
-        positions = [i + (j - (len(ROUGE_COLUMNS) - 1) / 2) * width for i in range(len(rows))]
-        ax.bar(positions, heights, width, label=header, color=f"C{j}")
-        ax.errorbar(
-            positions,
-            heights,
-            yerr=ci_errors(rows, key),
-            fmt="none",
-            ecolor="#333333",
-            elinewidth=1,
-            capsize=2,
-        )
-    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=20, ha="right")
-    ax.set_ylabel("F1 × 100")
-    ax.grid(axis="y", alpha=0.3)
-    figure.legend(loc="outside upper center", ncols=len(ROUGE_COLUMNS), fontsize="small")
-    return figure
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points no other point beats on both cost (lower x) and quality (higher y), by x."""
-    front, best_y = [], -math.inf
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if y > best_y:
-            front.append((x, y))
-            best_y = y
-    return front
-
-
-def pareto_figure(rows: list[dict]) -> Figure | None:
-    trained = [r for r in rows if is_trained(r) and r.get("rougeL") is not None]
-    if not trained:
-        return None
-    baselines = [r for r in rows if not is_trained(r) and r.get("rougeL") is not None]
-    colors = method_colors(rows)
-    # Seeds of one method share its color and differ in marker; a legend names every run,
-    # so labels never collide with points or each other.
-    seen: dict[str, int] = {}
-    markers = {}
-    for r in trained:
-        markers[r["label"]] = "osD^vP*X"[seen.get(r["name"], 0) % 8]
-        seen[r["name"]] = seen.get(r["name"], 0) + 1
-    figure, axes = new_figure(10, 4.6, ncols=2)
-    panels = [
-        (axes[0], "trainable_params", "trainable parameters (log scale)", True),
-        (axes[1], "train_wall_s", "training wall time (s)", False),
-    ]
-    for ax, key, xlabel, log in panels:
-        points = [r for r in trained if r.get(key) is not None]
-        front = pareto_front([(r[key], r["rougeL"]) for r in points])
-        if len(front) > 1:
-            ax.step(*zip(*front), where="post", color="grey", alpha=0.6, zorder=0)
-        for r in points:
-            ax.errorbar(
-                r[key],
-                r["rougeL"],
-                yerr=ci_errors([r], "rougeL"),
-                fmt=markers[r["label"]],
-                color=colors[r["name"]],
-                capsize=3,
-                markersize=7,
-                label=r["label"],
-            )
-        for r in baselines:
-            ax.axhline(
-                r["rougeL"], linestyle="--", color=colors[r["name"]], linewidth=1, label=r["label"]
-            )
-        if log:
-            ax.set_xscale("log")
-        ax.margins(x=0.15, y=0.1)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("ROUGE-L (F1 × 100)")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    order = [labels.index(r["label"]) for r in trained + baselines if r["label"] in labels]
-    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
-    figure.legend(
-        handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize="small"
-    )
-    return figure
-
-
-def resources_figure(rows: list[dict]) -> Figure | None:
-    trained = [r for r in rows if is_trained(r)]
-    memory_keys = [
-        ("peak_rss_mb", "peak RSS"),
-        ("peak_gpu_mb", "peak GPU allocated"),
-        ("peak_gpu_reserved_mb", "peak GPU reserved"),
-    ]
-    has_time = any(r.get("train_wall_s") is not None for r in trained)
-    has_memory = any(r.get(k) is not None for r in trained for k, _ in memory_keys)
-    if not trained or not (has_time or has_memory):
-        return None
-    colors = method_colors(rows)
-    figure, (time_ax, memory_ax) = new_figure(max(8.0, 1.6 * len(trained) + 4), 4, ncols=2)
-    labels = [r["label"] for r in trained]
-    positions = range(len(trained))
-    times = [math.nan if r.get("train_wall_s") is None else r["train_wall_s"] for r in trained]
-    time_ax.bar(positions, times, 0.6, color=[colors[r["name"]] for r in trained])
-    time_ax.set_ylabel("training wall time (s)")
-    width = 0.8 / len(memory_keys)
-    for j, (key, label) in enumerate(memory_keys):
-        heights = [math.nan if r.get(key) is None else r[key] / 1024 for r in trained]
-        offsets = [i + (j - (len(memory_keys) - 1) / 2) * width for i in positions]
-        memory_ax.bar(offsets, heights, width, label=label, color=f"C{j + 6}")
-    memory_ax.set_ylabel("peak memory (GiB)")
-    # Above the bars, so it never hides one.
-    memory_ax.legend(
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncols=len(memory_keys),
-        fontsize="small",
-        frameon=False,
-    )
-    for ax in (time_ax, memory_ax):
-        ax.set_xticks(positions, labels, rotation=20, ha="right")
-        ax.grid(axis="y", alpha=0.3)
-    return figure
 
 
 # ---------------------------------------------------------------- templates

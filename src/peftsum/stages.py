@@ -196,28 +196,29 @@ def aggregate(metrics: list[Path], predictions: list[Path], runs: list[Path],
 
 def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[Path],
            predictions: list[Path], model_dir: Path, split_stats: Path, tokenize_stats: Path,
-           articles: Path, templates_dir: Path, data: dict, out_md: Path,
-           out_html: Path) -> None:
-    """Render the report from result files only: no model is loaded here.
+           articles: Path, templates_dir: Path, data: dict, out_md: Path, out_html: Path,
+           out_explorer: Path | None = None) -> None:
+    """Render the report (and the explorer of every summary) from result files only: no model
+    is loaded here.
 
-    runs: the trained runs' run.json files (their steps.jsonl lie beside them); predictions:
-    every evaluation's predictions.jsonl (its metrics.json beside it); data: the data source's
-    identity and sampling, as configured.
+    runs: the trained runs' run.json files (their steps.jsonl lie beside them; hyperparameters,
+    hardware and versions come from them); predictions: every evaluation's predictions.jsonl
+    (its metrics.json beside it); data: the data source's identity and sampling, as configured.
     """
+    from peftsum import explorer
     from peftsum import report as report_module
 
     def label(run_json: Path) -> str:  # results/train/lora/seed0/run.json -> lora/seed0
         return "/".join(Path(run_json).parts[2:-1])
 
-    records = [json.loads(Path(p).read_text()) for p in runs]
     evaluations = [json.loads((Path(p).parent / "metrics.json").read_text()) for p in predictions]
+    tokenized = json.loads(Path(tokenize_stats).read_text())
     setup = {
         "model": json.loads((Path(model_dir) / "model_info.json").read_text()),
         "data": {**data, **json.loads(Path(split_stats).read_text())},
-        "tokenize": json.loads(Path(tokenize_stats).read_text()),
+        "tokenize": {k: v for k, v in tokenized.items() if k != "template"},
+        "template": tokenized.get("template"),
         "decoding": next((e["decoding"] for e in evaluations if "decoding" in e), None),
-        "training": next((training_settings(r["hparams"]) for r in records), None),
-        **machines(records),
     }
     first_seed = {}
     for path, evaluation in zip(predictions, evaluations):
@@ -226,38 +227,19 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
                          {label(p): Path(p).parent / "steps.jsonl" for p in runs}, first_seed,
                          Path(articles), setup, Path(out_md), Path(out_html),
                          significance=Path(significance), by_method=Path(by_method),
-                         templates_dir=Path(templates_dir))
+                         templates_dir=Path(templates_dir),
+                         runs={label(p): Path(p) for p in runs},
+                         explorer=out_explorer is not None)
+    if out_explorer is not None:
+        explorer.build([Path(p).parent for p in predictions], Path(articles), Path(out_explorer))
 
 
-def training_settings(hparams: dict) -> dict:
-    """The shared training settings of a run's hparams (without its method's own and its seed)."""
-    keys = {f.name for f in dataclasses.fields(TrainingConfig)}
-    return {k: v for k, v in hparams.items() if k in keys}
+def track(tracking: dict, run_dirs: list[Path], eval_dirs: list[Path], artifacts: list[Path],
+          tensorboard_dir: Path, record: Path) -> dict:
+    """Send the finished runs to TensorBoard and MLflow (the `tracking:` config) from their files."""
+    from peftsum import tracking as tracking_module
 
-
-def machines(records: list[dict]) -> dict:
-    """The report's Hardware and Versions: what the training runs recorded, each distinct one
-    once (runs made on several machines or versions list each)."""
-    def distinct(values) -> list:
-        seen = []
-        for value in values:
-            if value not in seen:
-                seen.append(value)
-        return seen
-
-    made = [r["provenance"] for r in records if "provenance" in r]
-    hardware = [f"{h['cpu_model']} ({h['cpu_count']} cores, {h['machine']})"
-                + (f", GPUs: {', '.join(h['gpus'])}" if h["gpus"] else "")
-                for h in distinct(p["hardware"] for p in made)]
-    versions = distinct({**p["versions"], "python": p["python"], "git commit": _commit(p)}
-                        for p in made)
-    return {"hardware": "; ".join(hardware) or "not recorded",
-            "versions": versions[0] if len(versions) == 1 else
-            {f"runs {i + 1}": v for i, v in enumerate(versions)} or "not recorded"}
-
-
-def _commit(provenance: dict) -> str:
-    commit = provenance["git_commit"]
-    if commit is None:
-        return "not a git checkout"
-    return commit[:12] + (" with uncommitted changes" if provenance["git_dirty"] else "")
+    return tracking_module.export(tracking_module.TrackingConfig.from_dict(tracking),
+                                  [Path(d) for d in run_dirs], [Path(d) for d in eval_dirs],
+                                  [Path(p) for p in artifacts], Path(tensorboard_dir),
+                                  Path(record))

@@ -21,7 +21,10 @@ try:
             GRIDS[_name] = peftsum_sweep.points(_sweep)
     METHOD_LIST = [peftsum_methods.from_config(n, s) for n, s in BASE_SPECS.items()]
     POINT_METHODS = {
-        name: {p: peftsum_methods.from_config(name, {**BASE_SPECS[name], **v}) for p, v in grid.items()}
+        name: {
+            p: peftsum_methods.from_config(name, {**BASE_SPECS[name], **v})
+            for p, v in grid.items()
+        }
         for name, grid in GRIDS.items()
     }
 except UserError as err:
@@ -54,6 +57,7 @@ MODEL = config["model"]["name"]
 DATASET = config["data"]["name"]
 # The report's templates and CSS are inputs: a changed one reruns render_report, nothing else.
 REPORT_TEMPLATES = sorted(glob(f"{workflow.basedir}/report_templates/*"))
+TRACKING = config["tracking"]["tensorboard"] or config["tracking"]["mlflow"]
 
 
 wildcard_constraints:
@@ -94,7 +98,8 @@ def sweep_runs(wildcards):
 
 def selection(wildcards):
     """A swept method's chosen point; known once the select checkpoint has run, so that a new
-    grid point whose choice is the same one retrains none of the chosen point's seeds."""
+    grid point whose choice is the same one retrains none of the chosen point's seeds.
+    """
     if wildcards.method not in GRIDS:
         return []
     return checkpoints.select.get(method=wildcards.method).output.chosen

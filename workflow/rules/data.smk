@@ -5,11 +5,11 @@ rule download_model:
         "logs/download_model/{model}.log",
     benchmark:
         "benchmarks/download_model/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         # The source's identity only: name, source and the keys that source reads.
         model=MODEL_IDENTITY,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/download_model.py"
 
@@ -21,11 +21,11 @@ rule download_data:
         "logs/download_data/{dataset}.log",
     benchmark:
         "benchmarks/download_data/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         # Not sizes or seed: the sampling is split's; a new size never downloads again.
         data=DATA_IDENTITY,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/download_data.py"
 
@@ -40,11 +40,11 @@ rule split:
         "logs/split/split.log",
     benchmark:
         "benchmarks/split/split.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         sizes=peftsum_config.canonical(config["data"]["sizes"]),
         seed=config["data"]["seed"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/split.py"
 
@@ -60,12 +60,12 @@ rule tokenize:
         "logs/tokenize/tokenize.log",
     benchmark:
         "benchmarks/tokenize/tokenize.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         template=TEMPLATE,
         # Room for the longest soft prompt: every method sees the same truncated text.
         reserved=RESERVED_POSITIONS,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/tokenize.py"
 
@@ -80,11 +80,11 @@ rule tokenize_chat:
         "logs/tokenize/tokenize_chat.log",
     benchmark:
         "benchmarks/tokenize/tokenize_chat.tsv"
+    conda:
+        "../../envs/torch.yaml"
     params:
         template=TEMPLATE,
         reserved=RESERVED_POSITIONS,
         instruction=config["evaluation"]["chat_instruction"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/tokenize_chat.py"

@@ -13,13 +13,13 @@ rule evaluate:
         "logs/evaluate/{method}_seed{seed}.log",
     benchmark:
         "benchmarks/evaluate/{method}_seed{seed}.tsv"
-    params:
-        decoding=DECODING,
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        decoding=DECODING,
     script:
         "../scripts/evaluate.py"
 
@@ -38,13 +38,13 @@ rule evaluate_zero_shot:
         "benchmarks/evaluate/{baseline}.tsv"
     wildcard_constraints:
         baseline="zero_shot|zero_shot_chat",
-    params:
-        decoding=DECODING,
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        decoding=DECODING,
     script:
         "../scripts/evaluate.py"
 

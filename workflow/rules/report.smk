@@ -6,19 +6,25 @@ rule aggregate:
     output:
         tsv=report(
             "results/metrics.tsv",
+            caption="../report/metrics.rst",
             category="Tables",
+            subcategory="Per run",
             labels={"table": "every run"},
         ),
         json="results/metrics.json",
         significance=report(
             "results/significance.tsv",
+            caption="../report/significance.rst",
             category="Tables",
+            subcategory="Comparisons",
             labels={"table": "paired bootstrap"},
         ),
         significance_json="results/significance.json",
         by_method=report(
             "results/metrics_by_method.tsv",
+            caption="../report/metrics_by_method.rst",
             category="Tables",
+            subcategory="Per method",
             labels={"table": "across seeds"},
         ),
         by_method_json="results/metrics_by_method.json",
@@ -51,22 +57,31 @@ rule render_report:
         md="results/report/report.md",
         html=report(
             "results/report/report.html",
+            caption="../report/report.rst",
             category="Report",
-            labels={"report": "comparison"},
+            labels={"page": "comparison report"},
+        ),
+        explorer=report(
+            "results/report/explorer.html",
+            caption="../report/explorer.rst",
+            category="Report",
+            labels={"page": "explorer of every summary"},
         ),
         figures=report(
             directory("results/report/figures"),
             patterns=["{name}.png"],
+            caption="../report/figures.rst",
             category="Figures",
+            labels={"figure": "{name}"},
         ),
     log:
         "logs/render_report/render_report.log",
     benchmark:
         "benchmarks/render_report/render_report.tsv"
+    conda:
+        "../../envs/report.yaml"
     params:
         # The data source and its sampling, as the report's setup shows them.
         data={**DATA_IDENTITY, "seed": config["data"]["seed"]},
-    conda:
-        "../../envs/report.yaml"
     script:
         "../scripts/render_report.py"

@@ -15,6 +15,16 @@ rule train:
         "logs/train/{method}_seed{seed}.log",
     benchmark:
         "benchmarks/train/{method}_seed{seed}.tsv"
+    # The longest jobs first: evaluations (shorter) then fill the cores while the last training
+    # runs, instead of a training running alone at the end (seen in the demo: 90 s on 1 of 2 cores).
+    priority: 1
+    conda:
+        "../../envs/torch.yaml"
+    threads: THREADS
+    resources:
+        # GPUs per job (0 = CPU); a profile can raise it (set-resources: train: gpu: 2), which
+        # turns the job into a torchrun data-parallel run over the leased GPUs.
+        gpu=1,
     params:
         # This method's resolved hyperparameters (a swept method's: without the swept keys,
         # which come from `chosen`) and the shared training settings without the list of
@@ -23,16 +33,6 @@ rule train:
         training=TRAINING,
         # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
         checkpoint_dir="results/checkpoints/{method}/seed{seed}",
-    threads: THREADS
-    # The longest jobs first: evaluations (shorter) then fill the cores while the last training
-    # runs, instead of a training running alone at the end (seen in the demo: 90 s on 1 of 2 cores).
-    priority: 1
-    resources:
-        # GPUs per job (0 = CPU); a profile can raise it (set-resources: train: gpu: 2), which
-        # turns the job into a torchrun data-parallel run over the leased GPUs.
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
 
@@ -67,9 +67,9 @@ checkpoint select:
         chosen="results/select/{method}.chosen.json",
     log:
         "logs/select/{method}.log",
-    params:
-        grid=lambda wc: GRIDS[wc.method],
     conda:
         "../../envs/report.yaml"
+    params:
+        grid=lambda wc: GRIDS[wc.method],
     script:
         "../scripts/select.py"

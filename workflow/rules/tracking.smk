@@ -1,0 +1,24 @@
+# Experiment tracking (`tracking:` in the config, off by default): the finished runs go to
+# TensorBoard and MLflow from their result files, so turning it on retrains nothing.
+
+
+rule track:
+    input:
+        [f"{d}/run.json" for d in trained_runs()],
+        [f"{d}/steps.jsonl" for d in trained_runs()],
+        [f"{d}/metrics.json" for d in evaluations()],
+        report="results/report/report.html",
+        explorer="results/report/explorer.html",
+    output:
+        record="results/tracking/tracked.json",
+        tensorboard=directory("results/tracking/tensorboard"),
+    log:
+        "logs/track/track.log",
+    conda:
+        "../../envs/tracking.yaml"
+    params:
+        tracking=config["tracking"],
+        run_dirs=trained_runs(),
+        eval_dirs=evaluations(),
+    script:
+        "../scripts/track.py"
