@@ -475,7 +475,7 @@ def test_significance_shows_the_asked_comparisons_first(rendered):
     best = ranked[0]
     trained = [n for n, _ in RUNS]
     baseline = max((n for n, _ in BASELINES), key=by_method.get)  # the strongest baseline
-    shown = [frozenset(cell.split("/seed")[0] for cell in cells[:2]) for cells in first[1:]]
+    shown = [frozenset(cell.split(" (")[0] for cell in cells[:2]) for cells in first[1:]]
     expected = [frozenset((best, other)) for other in ranked[1:]]
     expected += [frozenset((name, baseline)) for name in ranked
                  if name in trained and name != best]
