@@ -53,7 +53,31 @@ def validate(raw: dict) -> dict:
         errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
         if errors:
             raise UserError(_describe(errors[0]))
+    check_folder_names(config)
     return config
+
+
+# Config values that become one folder name under resources/ (resources/models/<model.name>).
+FOLDER_NAME_KEYS = (("model", "name"), ("data", "name"))
+
+
+def safe_folder_name(name: str, key: str) -> str:
+    """name, when it is one path component that stays inside its parent folder.
+
+    The schema's pattern says the same; this check is what the code relies on, so that a
+    schema edit cannot turn '..' into a path that replaces resources/ itself.
+    """
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name
+            or "\\" in name or "\0" in name or Path(name).name != name):
+        raise UserError(f"config: {key} must be one folder name (no '/', not starting with '.'), "
+                        f"got {name!r}")
+    return name
+
+
+def check_folder_names(config: dict) -> None:
+    for section, key in FOLDER_NAME_KEYS:
+        if section in config and key in config[section]:
+            safe_folder_name(config[section][key], f"{section}.{key}")
 
 
 def load(path: str | Path) -> dict:

@@ -2,13 +2,15 @@
 
 A run folder (results/train/<method>/seed<seed>/) holds only what trained plus run.json, which
 names the method, the base model (with the hash of its weights), the template and the decoding
-settings the run was evaluated with; loading checks the base model against that hash.
+settings the run was evaluated with. Loading checks the base model's weights against that hash,
+and run.json's method, template and hash against the metadata saved inside the weights file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -44,6 +46,7 @@ def base_model_dir(run: dict, model_dir: Path | None) -> Path:
     if not (folder / "model_info.json").is_file():
         raise UserError(f"base model {folder} not found: run the workflow's download rule for "
                         f"'{run['base_model']['name']}', or pass --model")
+    # models.load then checks the weights files themselves against model_info.json.
     expected, actual = run["base_model"]["weights_sha256"], models.model_info(folder).get(
         "weights_sha256")
     if actual != expected:
@@ -57,7 +60,9 @@ def load_run(run_dir: Path, model_dir: Path | None = None):
     run = read_run(run_dir)
     method = methods.from_config(run["name"], run["method"])
     model, tokenizer = models.load(base_model_dir(run, model_dir))
-    model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors")
+    model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors",
+                                      run["base_model"]["weights_sha256"],
+                                      {"template": run["template"]})
     return model, tokenizer, run
 
 
@@ -78,6 +83,28 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
     dtype = amp_dtype(dev, cfg.cpu_bf16)
     outputs = generate(place_for_inference(model, dev, dtype), tokenizer, examples, cfg, dev, dtype)
     return [o["text"] for o in outputs]
+
+
+def protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[Path]:
+    """Folders an export must never write into: resources/, the base model, the run itself."""
+    base = Path(model_dir or run["base_model"]["dir"])
+    folders = [Path("resources"), base, Path(run_dir)]
+    folders += [p for p in base.absolute().parents if p.name == "resources"]
+    return [Path(os.path.abspath(f)) for f in folders]
+
+
+def check_export_dir(out_dir: Path, protected: list[Path], force: bool) -> None:
+    """Refuse an export folder inside a protected folder, and a non-empty one unless forced."""
+    target = Path(os.path.abspath(out_dir))
+    for folder in protected:
+        if target.is_relative_to(folder) or folder.is_relative_to(target):
+            raise UserError(f"--export {out_dir}: refusing to write into {folder} (inputs of "
+                            "the workflow live there): choose another folder")
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--export {out_dir}: is a file, not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise UserError(f"--export {out_dir}: the folder is not empty; choose an empty or new "
+                        "folder, or pass --force to write over its files")
 
 
 def export(model, tokenizer, run: dict, out_dir: Path) -> str:

@@ -270,8 +270,12 @@ def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, se
         return {}
     if trainer.best_weights is not None:  # the weights saved are the best by validation loss
         trainer.model.load_state_dict(trainer.best_weights, strict=False)
+    # Stored inside the weights file, so that an edited run.json cannot restore them silently.
+    metadata = method.weights_metadata(models.model_info(model_dir)["weights_sha256"])
+    if provenance and "template" in provenance:
+        metadata["template"] = provenance["template"]
     with atomic_path(out_dir / "trainable.safetensors") as tmp:
-        save_trainable(trainer.model, tmp)
+        save_trainable(trainer.model, tmp, metadata)
     summary = {**_summary(trainer, counts, state, gpu_monitor.summary(),
                           (out_dir / "trainable.safetensors").stat().st_size), **(provenance or {})}
     write_jsonl(out_dir / "steps.jsonl", trainer.rows)
