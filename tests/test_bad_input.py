@@ -1,5 +1,6 @@
 """Bad input and faults: a one-line error naming the key, file or line; nothing destroyed."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,157 @@ def test_config_check_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests" / "smoke.yaml")],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# --- a trained run: what defines its weights is checked on restore ----------------------------
+
+@pytest.fixture(scope="module")
+def trained(smoke, tmp_path_factory):
+    """A two-step LoRA run on the smoke model, materialised under resources/models/ as in the
+    workflow (copied with its mtimes)."""
+    import shutil
+
+    from peftsum import stages
+
+    root, cfg = smoke
+    work = tmp_path_factory.mktemp("trained")
+    model_dir = work / "resources" / "models" / "tiny-gpt2"
+    shutil.copytree(root / "model", model_dir)
+    cfg = {**cfg, "training": {**cfg["training"], "max_steps": 2, "eval_every": 2}}
+    stages.train(cfg, "lora", 0, model_dir, root / "tokenized", work / "run")
+    return work
+
+
+def _copy_run(trained, tmp_path, **changes) -> Path:
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained / "run", run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    for section, values in changes.items():
+        run[section] = {**run[section], **values}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    return run_dir
+
+
+def test_untouched_run_restores(trained, tmp_path):
+    from peftsum import restore
+
+    model, _, run = restore.load_run(_copy_run(trained, tmp_path))
+    assert run["method"]["alpha"] == 32 and model is not None
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"method": {"alpha": 256}}, "method.alpha = 32, not 256"),
+    ({"method": {"r": 4}}, "method.r = 8, not 4"),
+    ({"template": {"suffix": "\nSummary:"}}, 'template.suffix = "\\nTL;DR:", not "\\nSummary:"'),
+])
+def test_edited_run_record_is_refused_naming_the_key(trained, tmp_path, changes, key):
+    from peftsum import restore
+
+    with pytest.raises(UserError) as caught:
+        restore.load_run(_copy_run(trained, tmp_path, **changes))
+    assert key in str(caught.value) and "trainable.safetensors was trained with" in str(caught.value)
+
+
+def test_changed_base_weights_are_refused(trained, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from peftsum import models, restore
+
+    base = tmp_path / "resources" / "models" / "tiny-gpt2"
+    shutil.copytree(trained / "resources" / "models" / "tiny-gpt2", base)
+    (base / "model_info.json").touch()
+    models.load(base)  # model_info.json touched, weights untouched: still accepted
+    weights = base / "model.safetensors"
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + torch.ones_like(state[name])
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(UserError, match="its weights changed since they were materialised"):
+        restore.load_run(_copy_run(trained, tmp_path), base)
+
+
+def summarize(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "peftsum", "summarize", *map(str, args)],
+                          capture_output=True, text=True, check=False, cwd=cwd)
+
+
+def _one_line_error(done, needle):
+    assert done.returncode != 0
+    assert needle in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path):
+    run_dir = _copy_run(trained, tmp_path)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    _one_line_error(summarize("--run", run_dir, "--export", busy), "the folder is not empty")
+    assert (busy / "notes.txt").read_text() == "mine"
+    base = trained / "resources" / "models" / "tiny-gpt2"
+    before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
+    for target in (base, trained / "resources" / "new"):
+        _one_line_error(summarize("--run", run_dir, "--export", target, "--force"),
+                        "refusing to write into")
+    assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before
+    done = summarize("--run", run_dir, "--export", busy, "--force")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (busy / "adapter_config.json").exists() and (busy / "notes.txt").exists()
+
+
+# --- summarize: inputs and options checked before the model loads -----------------------------
+
+@pytest.fixture
+def unloadable_run(tmp_path):
+    """A run record whose base model does not exist: any error but that one came first."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({
+        "name": "lora", "method": {"kind": "lora"}, "template": {}, "decoding": {},
+        "base_model": {"dir": str(tmp_path / "nowhere"), "name": "x", "weights_sha256": "0"}}))
+    return run_dir
+
+
+@pytest.mark.parametrize("option", ["--num-beams", "--batch-size", "--max-new-tokens"])
+def test_summarize_rejects_zero_options(unloadable_run, tmp_path, option):
+    (tmp_path / "a.txt").write_text("An article.")
+    _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.txt", option, 0),
+                    f"argument {option}: must be an integer >= 1, got '0'")
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("", "no article to summarize"),
+    ("  \n\n", "no article to summarize"),
+])
+def test_summarize_rejects_empty_input(unloadable_run, tmp_path, content, needle):
+    for name in ("a.txt", "a.jsonl"):
+        (tmp_path / name).write_text(content)
+        _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / name), needle)
+
+
+def test_summarize_rejects_a_folder_as_output(unloadable_run, tmp_path):
+    (tmp_path / "a.txt").write_text("An article.")
+    _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.txt", "--output",
+                              tmp_path), "is a folder; give a file name")
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b'{"article": "one"}\n{"article": "two"\n', "a.jsonl:2: not valid JSON"),
+    (b'{"article": "one"}\n["two"]\n', "a.jsonl:2: each line must be a JSON object, got list"),
+    (b'{"article": "one"}\n\n{"article": "t\xffo"}\n', "a.jsonl:3: not UTF-8 text (byte 0xff"),
+    (b'{"article": "one"}\n{"text": "two"}\n', "a.jsonl:2: needs an 'article' field"),
+])
+def test_summarize_input_errors_name_the_line(unloadable_run, tmp_path, content, needle):
+    (tmp_path / "a.jsonl").write_bytes(content)
+    _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.jsonl"), needle)
+
+
+def test_summarize_text_input_that_is_not_utf8_names_the_line(unloadable_run, tmp_path):
+    (tmp_path / "a.txt").write_bytes("first line\nsecond \xe9 line\n".encode("latin-1"))
+    _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.txt"),
+                    "a.txt:2: not UTF-8 text (byte 0xe9 at column 8)")

@@ -85,7 +85,16 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
     return [o["text"] for o in outputs]
 
 
-def protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[Path]:
+EXPORTS = ("lora", "last_layers")
+
+
+def _require_export_format(kind: str) -> None:
+    if kind not in EXPORTS:
+        raise UserError(f"a {kind} run has no standard export format: its trainable.safetensors "
+                        "is the whole of what it adds")
+
+
+def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[Path]:
     """Folders an export must never write into: resources/, the base model, the run itself."""
     base = Path(model_dir or run["base_model"]["dir"])
     folders = [Path("resources"), base, Path(run_dir)]
@@ -93,13 +102,16 @@ def protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[
     return [Path(os.path.abspath(f)) for f in folders]
 
 
-def check_export_dir(out_dir: Path, protected: list[Path], force: bool) -> None:
-    """Refuse an export folder inside a protected folder, and a non-empty one unless forced."""
+def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path,
+                 force: bool = False) -> None:
+    """Before anything loads: the run's kind has an export format, and out_dir is neither
+    inside resources/, the base model or the run, nor (unless forced) a non-empty folder."""
+    _require_export_format(run["method"]["kind"])
     target = Path(os.path.abspath(out_dir))
-    for folder in protected:
+    for folder in _protected_folders(run_dir, run, model_dir):
         if target.is_relative_to(folder) or folder.is_relative_to(target):
-            raise UserError(f"--export {out_dir}: refusing to write into {folder} (inputs of "
-                            "the workflow live there): choose another folder")
+            raise UserError(f"--export {out_dir}: refusing to write into {folder} (it holds the "
+                            "workflow's models and data, or this run): choose another folder")
     if target.exists() and not target.is_dir():
         raise UserError(f"--export {out_dir}: is a file, not a folder")
     if target.is_dir() and any(target.iterdir()) and not force:
@@ -111,13 +123,11 @@ def export(model, tokenizer, run: dict, out_dir: Path) -> str:
     """LoRA: a standard PEFT adapter folder; last layers: a full save_pretrained model folder."""
     out_dir = Path(out_dir)
     kind = run["method"]["kind"]
+    _require_export_format(kind)
     if kind == "lora":
         model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
         return f"PEFT adapter: PeftModel.from_pretrained(base, '{out_dir}')"
-    if kind == "last_layers":
-        unwrap(model).save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
-        return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"
-    raise UserError(f"a {kind} run has no standard export format: its trainable.safetensors "
-                    "is the whole of what it adds")
+    unwrap(model).save_pretrained(out_dir, safe_serialization=True)  # last_layers
+    tokenizer.save_pretrained(out_dir)
+    return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"
 
