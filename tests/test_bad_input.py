@@ -165,18 +165,30 @@ def test_changed_base_weights_are_refused(trained, tmp_path):
         restore.load_run(_copy_run(trained, tmp_path), base)
 
 
-def summarize(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "peftsum", "summarize", *map(str, args)],
-                          capture_output=True, text=True, check=False, cwd=cwd)
+@pytest.fixture
+def summarize(capsys):
+    """python -m peftsum summarize ..., in this process: (exit status, stderr)."""
+    from peftsum.__main__ import main
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            main(["summarize", *map(str, args)])
+            status = 0
+        except SystemExit as exit_:
+            status = exit_.code
+        return status, capsys.readouterr().err
+    return call
 
 
 def _one_line_error(done, needle):
-    assert done.returncode != 0
-    assert needle in done.stderr, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    status, err = done
+    assert status != 0
+    assert needle in err, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
 
 
-def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path):
+def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path, summarize):
     run_dir = _copy_run(trained, tmp_path)
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -189,8 +201,8 @@ def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path):
         _one_line_error(summarize("--run", run_dir, "--export", target, "--force"),
                         "refusing to write into")
     assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before
-    done = summarize("--run", run_dir, "--export", busy, "--force")
-    assert done.returncode == 0, done.stderr[-2000:]
+    status, err = summarize("--run", run_dir, "--export", busy, "--force")
+    assert status == 0, err[-2000:]
     assert (busy / "adapter_config.json").exists() and (busy / "notes.txt").exists()
 
 
@@ -208,7 +220,7 @@ def unloadable_run(tmp_path):
 
 
 @pytest.mark.parametrize("option", ["--num-beams", "--batch-size", "--max-new-tokens"])
-def test_summarize_rejects_zero_options(unloadable_run, tmp_path, option):
+def test_summarize_rejects_zero_options(unloadable_run, tmp_path, option, summarize):
     (tmp_path / "a.txt").write_text("An article.")
     _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.txt", option, 0),
                     f"argument {option}: must be an integer >= 1, got '0'")
@@ -218,13 +230,13 @@ def test_summarize_rejects_zero_options(unloadable_run, tmp_path, option):
     ("", "no article to summarize"),
     ("  \n\n", "no article to summarize"),
 ])
-def test_summarize_rejects_empty_input(unloadable_run, tmp_path, content, needle):
+def test_summarize_rejects_empty_input(unloadable_run, tmp_path, content, needle, summarize):
     for name in ("a.txt", "a.jsonl"):
         (tmp_path / name).write_text(content)
         _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / name), needle)
 
 
-def test_summarize_rejects_a_folder_as_output(unloadable_run, tmp_path):
+def test_summarize_rejects_a_folder_as_output(unloadable_run, tmp_path, summarize):
     (tmp_path / "a.txt").write_text("An article.")
     _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.txt", "--output",
                               tmp_path), "is a folder; give a file name")
@@ -236,12 +248,128 @@ def test_summarize_rejects_a_folder_as_output(unloadable_run, tmp_path):
     (b'{"article": "one"}\n\n{"article": "t\xffo"}\n', "a.jsonl:3: not UTF-8 text (byte 0xff"),
     (b'{"article": "one"}\n{"text": "two"}\n', "a.jsonl:2: needs an 'article' field"),
 ])
-def test_summarize_input_errors_name_the_line(unloadable_run, tmp_path, content, needle):
+def test_summarize_input_errors_name_the_line(unloadable_run, tmp_path, content, needle, summarize):
     (tmp_path / "a.jsonl").write_bytes(content)
     _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.jsonl"), needle)
 
 
-def test_summarize_text_input_that_is_not_utf8_names_the_line(unloadable_run, tmp_path):
+def test_summarize_text_input_that_is_not_utf8_names_the_line(unloadable_run, tmp_path, summarize):
     (tmp_path / "a.txt").write_bytes("first line\nsecond \xe9 line\n".encode("latin-1"))
     _one_line_error(summarize("--run", unloadable_run, "--input", tmp_path / "a.txt"),
                     "a.txt:2: not UTF-8 text (byte 0xe9 at column 8)")
+
+
+# --- readers: file and line in every error ---------------------------------------------------
+
+def _source(tmp_path, source):
+    return {"name": "t", "source": source, "path": str(tmp_path),
+            "columns": {"id": "id", "article": "article", "highlights": "highlights"}}
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b'{"id": 1, "article": "a", "highlights": "h"}\n{"id": 2, "article": \n',
+     "train.jsonl:2: not valid JSON"),
+    (b'{"id": 1, "article": "a", "highlights": "h"}\n\n[1, 2]\n',
+     "train.jsonl:3: each line must be a JSON object, got list"),
+    (b'{"id": 1, "article": "caf\xe9", "highlights": "h"}\n', "train.jsonl:1: not UTF-8 text"),
+    (b'{"id": 1, "article": ["a"], "highlights": "h"}\n', "train.jsonl:1: 'article' must be text"),
+    (b'{"id": 1, "highlights": "h"}\n', "train.jsonl:1: no column 'article'"),
+])
+def test_jsonl_source_errors_name_file_and_line(tmp_path, content, needle):
+    from peftsum.data import sources
+
+    (tmp_path / "train.jsonl").write_bytes(content)
+    with pytest.raises(UserError, match=needle):
+        list(sources.read_split(_source(tmp_path, "jsonl"), "train"))
+
+
+def test_csv_source_reads_fields_over_128_kb(tmp_path):
+    from peftsum.data import sources
+
+    article = "word " * 60_000  # 300 KB: over Python's default csv field limit
+    (tmp_path / "train.csv").write_text(f"id,article,highlights\n1,{article},short\n")
+    (row,) = sources.read_split(_source(tmp_path, "csv"), "train")
+    assert row["article"] == article
+
+
+def test_csv_source_errors_name_file_and_line(tmp_path):
+    from peftsum.data import sources
+
+    (tmp_path / "train.csv").write_bytes(b"id,article,highlights\n1,ok,h\n2,caf\xe9,h\n")
+    with pytest.raises(UserError, match=r"train\.csv:3: not UTF-8 text \(byte 0xe9 at column 6\)"):
+        list(sources.read_split(_source(tmp_path, "csv"), "train"))
+    (tmp_path / "train.csv").write_bytes(b'id,article,highlights\n1,ok,h\n2,"unclosed,h\n')
+    with pytest.raises(UserError, match=r"train\.csv:3: not valid CSV \(unexpected end of data"):
+        list(sources.read_split(_source(tmp_path, "csv"), "train"))
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b'{"model_type": "gpt2",\n  "n_layer": }\n', r"config\.json:2: not valid JSON"),
+    (b'{"model_type": "gpt\xff"}', r"config\.json: not UTF-8 text"),
+    (b'[1]', r"config\.json: a model config is a JSON object with a 'model_type' key"),
+])
+def test_local_model_with_unreadable_config_names_the_file(tmp_path, content, needle):
+    from peftsum import models
+
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(UserError, match=needle):
+        models.materialise({"name": "m", "source": "local", "path": str(tmp_path)},
+                           tmp_path / "out")
+
+
+def test_package_file_stays_inside_its_package():
+    from peftsum.models import package_file
+
+    with pytest.raises(UserError, match="is not a file inside package 'aclsum'"):
+        package_file("aclsum", "../../../../etc/passwd")
+
+
+# --- split and tokenize -----------------------------------------------------------------------
+
+def test_duplicate_ids_are_caught_in_split(tmp_path):
+    from peftsum.data import split
+    from peftsum.io import write_jsonl
+
+    for name in ("train", "validation", "test"):
+        write_jsonl(tmp_path / f"{name}.jsonl", [
+            {"id": f"{name}{i}", "article": f"{name} article {i}", "highlights": "h"}
+            for i in range(4)])
+    write_jsonl(tmp_path / "test.jsonl", [{"id": "x", "article": "one", "highlights": "h"},
+                                          {"id": "y", "article": "two", "highlights": "h"},
+                                          {"id": "x", "article": "three", "highlights": "h"}])
+    sizes = {"train": None, "validation": None, "test": None}
+    with pytest.raises(UserError, match=r"test\.jsonl: id 'x' appears twice \(lines 1 and 3\)"):
+        split.run(tmp_path, tmp_path / "out", sizes, 0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_template_that_leaves_no_room_for_the_article_stops_at_tokenize(tokenizer):
+    from peftsum.config import TemplateConfig
+    from peftsum.data import tokenize
+
+    template = TemplateConfig(prefix="Read this. " * 200, max_length=512, max_target_tokens=64)
+    budget = tokenize.source_budget(template, 512, 8)
+    with pytest.raises(UserError, match=rf"take \d+ of the {budget} source tokens.*shorten them"):
+        tokenize.Encoder(tokenizer, template, budget)
+    short = TemplateConfig(prefix="Read this. " * 140, max_length=512, max_target_tokens=64)
+    with pytest.raises(UserError, match="fewer than 16"):  # the stage wants room for an article
+        tokenize.run(tokenizer, 512, Path("unused"), Path("unused"), short, 8)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path, caplog, damage):
+    import torch
+
+    from peftsum import checkpoint
+
+    checkpoint.save(tmp_path, {"fingerprint": "f", "step": 3, "weights": {"w": torch.ones(1000)}})
+    path = tmp_path / checkpoint.FILE
+    data = path.read_bytes()
+    path.write_bytes(b"\x00not a checkpoint" if damage == "garbage" else data[: len(data) // 2])
+    assert checkpoint.load(tmp_path, "f") is None
+    assert not path.exists()
+    (aside,) = tmp_path.glob("checkpoint.pt.corrupt-*")
+    assert aside.stat().st_size > 0
+    assert "this run starts afresh" in caplog.text

@@ -77,14 +77,21 @@ def _split_file(folder: Path, split: str, suffix: str) -> Path:
 def _read_csv(cfg: dict, split: str):
     path = _split_file(Path(cfg["path"] or ""), split, ".csv")
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.DictReader(line for _, line in utf8_lines(path))
+    read = [0]  # the last line the csv reader took: where a row ends, or where parsing failed
+
+    def lines():
+        for read[0], line in utf8_lines(path):
+            yield line
+
+    # strict: an unclosed quote is an error, not the rest of the file swallowed into one field
+    reader = csv.DictReader(lines(), strict=True)
     try:
         missing = [c for c in cfg["columns"].values() if c not in (reader.fieldnames or [])]
         if missing:
             raise UserError(f"{path}: missing column {', '.join(map(repr, missing))}")
-        yield from _rename(((reader.line_num, row) for row in reader), cfg["columns"], str(path))
+        yield from _rename(((read[0], row) for row in reader), cfg["columns"], str(path))
     except csv.Error as err:
-        raise UserError(f"{path}:{reader.line_num}: not valid CSV ({err})") from None
+        raise UserError(f"{path}:{read[0]}: not valid CSV ({err})") from None
 
 
 def _read_jsonl(cfg: dict, split: str):
