@@ -373,3 +373,80 @@ def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path, c
     (aside,) = tmp_path.glob("checkpoint.pt.corrupt-*")
     assert aside.stat().st_size > 0
     assert "this run starts afresh" in caplog.text
+
+
+# --- faults: a job ends with Snakemake; one trainer per run -----------------------------------
+
+_PARENT = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+time.sleep(300)
+"""
+_STAGE = """
+import os, sys, time
+from peftsum import stages
+with stages.guarded(None):
+    open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(300)
+"""
+
+
+def _orphan_after_parent_killed(tmp_path, parent_name: str, wait_s: float) -> bool:
+    """Start a stage under a parent process called parent_name, SIGKILL the parent; whether the
+    stage still runs wait_s seconds later (it is then ended here)."""
+    import os
+    import signal
+    import time
+
+    from peftsum.lifeline import parent_of
+
+    (tmp_path / parent_name).write_text(_PARENT)
+    pid_file = tmp_path / "stage.pid"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / parent_name), _STAGE,
+                               str(pid_file)])
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stage = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + wait_s
+    while parent_of(stage) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = parent_of(stage) is not None
+    if alive:
+        os.kill(stage, signal.SIGKILL)
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_stage_ends_when_snakemake_is_killed(tmp_path):
+    assert not _orphan_after_parent_killed(tmp_path, "snakemake", wait_s=20)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_stage_started_by_hand_outlives_its_shell(tmp_path):
+    assert _orphan_after_parent_killed(tmp_path, "launcher", wait_s=3)
+
+
+def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
+    from peftsum import lock
+
+    busy = r"lora seed 0 is already being trained by process \d+"
+    with lock.exclusive(tmp_path, "lora seed 0"), pytest.raises(UserError, match=busy), \
+            lock.exclusive(tmp_path, "lora seed 0"):
+        pass
+    with lock.exclusive(tmp_path, "lora seed 0"):  # released: free again
+        pass
+
+
+def test_train_refuses_a_run_that_another_process_trains(smoke, tmp_path):
+    from peftsum import lock, stages
+
+    root, cfg = smoke
+    with lock.exclusive(tmp_path / "ckpt", "someone"), pytest.raises(
+            UserError, match="lora seed 0 is already being trained"):
+        stages.train(cfg, "lora", 0, root / "model", root / "tokenized", tmp_path / "run",
+                     tmp_path / "ckpt")
+    assert not (tmp_path / "run" / "run.json").exists()
