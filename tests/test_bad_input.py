@@ -450,3 +450,21 @@ def test_train_refuses_a_run_that_another_process_trains(smoke, tmp_path):
         stages.train(cfg, "lora", 0, root / "model", root / "tokenized", tmp_path / "run",
                      tmp_path / "ckpt")
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_base_weights_are_hashed_again_only_when_their_size_or_mtime_changed(smoke, tmp_path,
+                                                                              monkeypatch):
+    import os
+    import shutil
+
+    from peftsum import models
+
+    root, _ = smoke
+    shutil.copytree(root / "model", tmp_path / "m")
+    hashed = []
+    real = models._sha256
+    monkeypatch.setattr(models, "_sha256", lambda *paths: hashed.append(paths) or real(*paths))
+    assert models.verify_weights(tmp_path / "m") and not hashed  # unchanged: the cheap check
+    os.utime(tmp_path / "m" / "model.safetensors")
+    assert models.verify_weights(tmp_path / "m") == models.model_info(root / "model")[
+        "weights_sha256"] and len(hashed) == 1  # touched: hashed again, and still the same

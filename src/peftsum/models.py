@@ -166,11 +166,16 @@ def materialise(cfg: dict, out_dir: Path) -> dict:
         tokenizer.save_pretrained(tmp)
         # What a trained run checks before its weights are put back on this model.
         info["weights_sha256"] = _sha256(*_weight_files(tmp))
-        info["weight_files"] = _file_stats(tmp)
+        (tmp / STAT_FILE).write_text(json.dumps(_file_stats(tmp)))
         (tmp / "model_info.json").write_text(json.dumps(info, indent=2))
     log.info("materialised %s (%s, %s parameters) in %s",
              cfg["name"], info["architecture"], f"{info['n_params']:,}", out_dir)
     return info
+
+
+# Size and mtime of each weights file when hashed; kept out of model_info.json, which the
+# report shows.
+STAT_FILE = "weights_stat.json"
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
@@ -190,10 +195,10 @@ def verify_weights(model_dir: Path) -> str:
     """The sha256 of a materialised model's weights, checked against model_info.json.
 
     The weights are hashed again only when a file's size or mtime changed since they were
-    materialised (or model_info.json predates those stats); a mismatch is refused.
+    materialised (or the folder predates weights_stat.json); a mismatch is refused.
     """
-    info = model_info(model_dir)
-    if info.get("weight_files") == _file_stats(model_dir):
+    info, stat_file = model_info(model_dir), Path(model_dir) / STAT_FILE
+    if stat_file.is_file() and json.loads(stat_file.read_text()) == _file_stats(model_dir):
         return info["weights_sha256"]
     actual = _sha256(*_weight_files(model_dir))
     if actual != info.get("weights_sha256"):
