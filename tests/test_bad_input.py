@@ -468,3 +468,10 @@ def test_base_weights_are_hashed_again_only_when_their_size_or_mtime_changed(smo
     os.utime(tmp_path / "m" / "model.safetensors")
     assert models.verify_weights(tmp_path / "m") == models.model_info(root / "model")[
         "weights_sha256"] and len(hashed) == 1  # touched: hashed again, and still the same
+
+
+def test_yaml_string_number_in_a_schema_section_says_how_to_write_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {weight_decay: 1e-4}\n")
+    with pytest.raises(UserError, match=r"training\.weight_decay.*write it with a dot"):
+        config.load(path)
