@@ -6,6 +6,7 @@ restarted job finds it. Loaded with weights_only=True: plain tensors, numbers an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import random
@@ -50,7 +51,8 @@ def save(folder: Path, state: dict) -> None:
 def _set_aside(path: Path, err: Exception) -> None:
     """Keep a checkpoint that cannot be read for inspection, out of every later resume's way."""
     aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-    path.rename(aside)
+    with contextlib.suppress(FileNotFoundError):  # another rank moved it first
+        path.rename(aside)
     log.warning("%s cannot be read (%s: %s): moved it to %s; this run starts afresh", path,
                 type(err).__name__, str(err).splitlines()[0] if str(err) else "", aside.name)
 
