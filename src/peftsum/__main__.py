@@ -23,34 +23,61 @@ def _train(args: argparse.Namespace) -> None:
                  args.data, args.out, args.checkpoint_dir)
 
 
+def _read_jsonl_articles(path: Path) -> tuple[list[str], list[str]]:
+    from peftsum.data.sources import jsonl_objects
+
+    articles, ids = [], []
+    for number, row in jsonl_objects(path):
+        if not isinstance(row.get("article"), str) or not row["article"].strip():
+            raise UserError(f"{path}:{number}: needs an 'article' field with text")
+        articles.append(row["article"])
+        ids.append(str(row.get("id", len(ids))))
+    return articles, ids
+
+
 def _read_articles(source: str) -> tuple[list[str], list[str] | None]:
     """Articles and their ids: a .jsonl file (field 'article'), else the whole text is one."""
+    from peftsum.data.sources import utf8_lines
+
     if source == "-":
-        return [sys.stdin.read()], None
-    path = Path(source)
-    if not path.is_file():
-        raise UserError(f"--input: no file {path}")
-    if path.suffix != ".jsonl":
-        return [path.read_text()], None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if any("article" not in r for r in rows):
-        raise UserError(f"{path}: every line needs an 'article' field")
-    return [r["article"] for r in rows], [str(r.get("id", i)) for i, r in enumerate(rows)]
+        articles, ids = [sys.stdin.read()], None
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"--input: no file {path}")
+        if path.suffix == ".jsonl":
+            articles, ids = _read_jsonl_articles(path)
+        else:
+            articles, ids = ["".join(line for _, line in utf8_lines(path))], None
+    if not articles or not all(a.strip() for a in articles):
+        raise UserError(f"--input {source}: no article to summarize (the input is empty)")
+    return articles, ids
+
+
+def _check_output(output: str | None) -> None:
+    if output and Path(output).is_dir():
+        raise UserError(f"--output {output}: is a folder; give a file name")
 
 
 def _summarize(args: argparse.Namespace) -> None:
+    """Every input and option is checked before the model loads."""
     from peftsum import restore
 
+    run = restore.read_run(args.run)
+    if args.export:
+        restore.check_export(args.run, run, args.model, args.export, args.force)
+    _check_output(args.output)
+    articles, ids = (None, None) if args.export and args.input is None else _read_articles(
+        args.input or "-")
+    cfg = restore.decoding(args.run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                           no_repeat_ngram_size=args.no_repeat_ngram_size,
+                           batch_size=args.batch_size)
     model, tokenizer, run = restore.load_run(args.run, args.model)
     if args.export:
         logging.getLogger("peftsum").info("exported %s", restore.export(model, tokenizer, run,
                                                                        args.export))
-        if args.input is None:
-            return
-    articles, ids = _read_articles(args.input or "-")
-    cfg = restore.decoding(args.run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
-                           no_repeat_ngram_size=args.no_repeat_ngram_size,
-                           batch_size=args.batch_size)
+    if articles is None:
+        return
     summaries = restore.summarize(model, tokenizer, run, articles, cfg)
     if ids is None:
         text = "\n\n".join(summaries) + "\n"
@@ -80,6 +107,18 @@ def _timings(args: argparse.Namespace) -> None:
     print(timings.table(timings.read(Path(args.benchmarks)), args.wall))
 
 
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m peftsum")
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,12 +140,15 @@ def parser() -> argparse.ArgumentParser:
     summ.add_argument("--input", default=None, help="text file, .jsonl file or - (default: -)")
     summ.add_argument("--output", default=None, help="output file (default: stdout)")
     summ.add_argument("--model", default=None, help="base model folder (default: the run's)")
-    summ.add_argument("--max-new-tokens", type=int, default=None)
-    summ.add_argument("--num-beams", type=int, default=None)
-    summ.add_argument("--no-repeat-ngram-size", type=int, default=None)
-    summ.add_argument("--batch-size", type=int, default=None)
+    summ.add_argument("--max-new-tokens", type=_at_least(1), default=None)
+    summ.add_argument("--num-beams", type=_at_least(1), default=None)
+    summ.add_argument("--no-repeat-ngram-size", type=_at_least(0), default=None)
+    summ.add_argument("--batch-size", type=_at_least(1), default=None)
     summ.add_argument("--export", default=None, metavar="DIR",
-                      help="also export: LoRA as a PEFT adapter folder, last layers as a model")
+                      help="also export: LoRA as a PEFT adapter folder, last layers as a model "
+                           "(DIR must be empty or new)")
+    summ.add_argument("--force", action="store_true",
+                      help="let --export write into a non-empty DIR (never under resources/)")
     summ.set_defaults(func=_summarize, log=None)
 
     pad = sub.add_parser("padding", help="pad-token share of random, length-grouped and fixed-width "

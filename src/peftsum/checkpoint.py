@@ -6,8 +6,11 @@ restarted job finds it. Loaded with weights_only=True: plain tensors, numbers an
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import pickle
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +48,31 @@ def save(folder: Path, state: dict) -> None:
         torch.save({**state, "rng": rng_state()}, tmp)
 
 
+def _set_aside(path: Path, err: Exception) -> None:
+    """Keep a checkpoint that cannot be read for inspection, out of every later resume's way."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    with contextlib.suppress(FileNotFoundError):  # another rank moved it first
+        path.rename(aside)
+    log.warning("%s cannot be read (%s: %s): moved it to %s; this run starts afresh", path,
+                type(err).__name__, str(err).splitlines()[0] if str(err) else "", aside.name)
+
+
 def load(folder: Path, fingerprint: str) -> dict | None:
-    """The saved state when it belongs to this run (same settings), else None."""
+    """The saved state when it belongs to this run (same settings), else None.
+
+    A checkpoint that cannot be read (a disk filled up, a copy cut short) is moved aside with a
+    warning: without that, every rerun and retry would fail on it until someone deletes it.
+    """
     path = Path(folder) / FILE
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"fingerprint", "step", "rng"} <= set(state):
+            raise ValueError("not a peftsum checkpoint")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        _set_aside(path, err)
+        return None
     if state.get("fingerprint") != fingerprint:
         log.warning("ignoring %s: it was written with other settings", path)
         return None

@@ -42,18 +42,53 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         return f"config: {error.message} at '{key}' (allowed keys: {', '.join(allowed)})"
-    return f"config: '{key}': {error.message}"
+    return f"config: '{key}': {error.message}{_yaml_number_hint(error)}"
+
+
+def _yaml_number_hint(error: jsonschema.ValidationError) -> str:
+    """YAML 1.1 reads 1e-4 (no dot) as a string: say so where a number was wanted."""
+    if error.validator != "type" or not isinstance(error.instance, str):
+        return ""
+    try:
+        float(error.instance)
+    except ValueError:
+        return ""
+    return f" (YAML reads {error.instance} as text: write it with a dot, e.g. 1.0e-4)"
 
 
 def validate(raw: dict) -> dict:
     """Return a copy of raw with defaults filled in; raise UserError naming the first bad key."""
     config = copy.deepcopy(raw or {})
+    check_folder_names(config)  # before the schema, whose pattern message is less plain
     # Two passes: the first fills nested defaults that the second then checks.
     for _ in range(2):
         errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
         if errors:
             raise UserError(_describe(errors[0]))
     return config
+
+
+# Config values that become one folder name under resources/ (resources/models/<model.name>).
+FOLDER_NAME_KEYS = (("model", "name"), ("data", "name"))
+
+
+def safe_folder_name(name: str, key: str) -> str:
+    """name, when it is one path component that stays inside its parent folder.
+
+    The schema's pattern says the same; this check is what the code relies on, so that a
+    schema edit cannot turn '..' into a path that replaces resources/ itself.
+    """
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name
+            or "\\" in name or "\0" in name or Path(name).name != name):
+        raise UserError(f"config: {key} must be one folder name (no '/', not starting with '.'), "
+                        f"got {name!r}")
+    return name
+
+
+def check_folder_names(config: dict) -> None:
+    for section, key in FOLDER_NAME_KEYS:
+        if isinstance(config.get(section), dict) and key in config[section]:
+            safe_folder_name(config[section][key], f"{section}.{key}")
 
 
 def load(path: str | Path) -> dict:

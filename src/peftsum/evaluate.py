@@ -142,7 +142,8 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     dtype = amp_dtype(dev, cfg.cpu_bf16)
     model, tokenizer = models.load(model_dir)
     if method is not None:
-        model = method.load_for_inference(model, tokenizer, weights)
+        model = method.load_for_inference(model, tokenizer, weights,
+                                          models.model_info(model_dir)["weights_sha256"])
     place_for_inference(model, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
     test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)

@@ -35,6 +35,10 @@ def atomic_path(path: str | Path):
 def atomic_dir(path: str | Path):
     """Yield a temporary folder next to path; it becomes path only if the block succeeds."""
     path = Path(path)
+    # The swap removes the old path: never let 'x/..' or 'x/.' make that a parent folder.
+    if path.name in ("", ".", "..") or Path(os.path.abspath(path)).parent != Path(
+            os.path.abspath(path.parent)):
+        raise ValueError(f"refusing to replace {path}: not a folder inside {path.parent}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:

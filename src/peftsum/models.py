@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from transformers import (
     GPT2TokenizerFast,
 )
 
+from peftsum.config import safe_folder_name
 from peftsum.errors import UserError
 from peftsum.io import atomic_dir
 
@@ -31,7 +33,10 @@ def package_file(package: str, name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"package '{package}' is not installed (pip install {package})")
-    path = Path(next(iter(spec.submodule_search_locations))) / name
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    path = folder / name
+    if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder)):
+        raise UserError(f"'{name}' is not a file inside package '{package}'")
     if not path.exists():
         raise UserError(f"package '{package}' has no file '{name}'")
     return path
@@ -83,12 +88,34 @@ def _from_gguf(cfg: dict):
     return model, tokenizer, {"file": str(path), "sha256": _sha256(path)}
 
 
+def _read_model_config(folder: Path) -> None:
+    """A save_pretrained folder's config.json, checked before transformers reads it."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"model.path: {folder} is not a save_pretrained folder (no config.json)")
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#x} at offset "
+                        f"{err.start})") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})"
+                        ) from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise UserError(f"{path}: a model config is a JSON object with a 'model_type' key")
+
+
 def _from_local(cfg: dict):
     folder = Path(cfg["path"] or "")
-    if not (folder / "config.json").is_file():
-        raise UserError(f"model.path: {folder} is not a save_pretrained folder (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    _read_model_config(folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
+                                                     dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"model.path: cannot load {folder} ({str(err).splitlines()[0]})") from None
     return model, tokenizer, {"path": str(folder.resolve())}
 
 
@@ -122,6 +149,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def materialise(cfg: dict, out_dir: Path) -> dict:
     """Write the configured model and tokenizer to out_dir as safetensors plus model_info.json."""
+    safe_folder_name(cfg["name"], "model.name")
     model, tokenizer, identity = _SOURCES[cfg["source"]](cfg)
     info = {
         "name": cfg["name"],
@@ -137,11 +165,47 @@ def materialise(cfg: dict, out_dir: Path) -> dict:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         # What a trained run checks before its weights are put back on this model.
-        info["weights_sha256"] = _sha256(*sorted(tmp.glob("*.safetensors")))
+        info["weights_sha256"] = _sha256(*_weight_files(tmp))
+        (tmp / STAT_FILE).write_text(json.dumps(_file_stats(tmp)))
         (tmp / "model_info.json").write_text(json.dumps(info, indent=2))
     log.info("materialised %s (%s, %s parameters) in %s",
              cfg["name"], info["architecture"], f"{info['n_params']:,}", out_dir)
     return info
+
+
+# Size and mtime of each weights file when hashed; kept out of model_info.json, which the
+# report shows.
+STAT_FILE = "weights_stat.json"
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    return sorted(Path(model_dir).glob("*.safetensors"))
+
+
+def _file_stats(model_dir: Path) -> dict:
+    """Size and modification time of each weights file: a cheap sign that one was rewritten.
+
+    os.replace keeps a file's mtime, so the stats taken in the temporary folder stay valid
+    after the swap into place.
+    """
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in _weight_files(model_dir)}
+
+
+def verify_weights(model_dir: Path) -> str:
+    """The sha256 of a materialised model's weights, checked against model_info.json.
+
+    The weights are hashed again only when a file's size or mtime changed since they were
+    materialised (or the folder predates weights_stat.json); a mismatch is refused.
+    """
+    info, stat_file = model_info(model_dir), Path(model_dir) / STAT_FILE
+    if stat_file.is_file() and json.loads(stat_file.read_text()) == _file_stats(model_dir):
+        return info["weights_sha256"]
+    actual = _sha256(*_weight_files(model_dir))
+    if actual != info.get("weights_sha256"):
+        raise UserError(f"{model_dir}: its weights changed since they were materialised (sha256 "
+                        f"{actual[:12]}, model_info.json says {str(info.get('weights_sha256'))[:12]})"
+                        ": run the download rule again")
+    return actual
 
 
 def context_length(config) -> int:
@@ -156,6 +220,7 @@ def load(model_dir: Path):
     model_dir = Path(model_dir)
     if not (model_dir / "model_info.json").is_file():
         raise UserError(f"{model_dir} is not a materialised model (run the download rule)")
+    verify_weights(model_dir)
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, config=config, local_files_only=True, use_safetensors=True, dtype=torch.float32

@@ -1,8 +1,9 @@
 """Use a trained run: put its weights back on the base model, summarize new text, export.
 
 A run folder (results/train/<method>/seed<seed>/) holds only what trained plus run.json, which
-names the method, the base model (with the hash of its weights) and the template; loading checks
-the base model against that hash. The decoding settings come from the run's evaluation
+names the method, the base model (with the hash of its weights) and the template. Loading checks
+the base model's weights against that hash, and run.json's method, template and hash against the
+metadata saved inside the weights file. The decoding settings come from the run's evaluation
 (results/eval/<method>/seed<seed>/metrics.json) when there is one: decoding is not part of what a
 training run depends on, so a change of it reruns the evaluations, not the trainings.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -46,6 +48,7 @@ def base_model_dir(run: dict, model_dir: Path | None) -> Path:
     if not (folder / "model_info.json").is_file():
         raise UserError(f"base model {folder} not found: run the workflow's download rule for "
                         f"'{run['base_model']['name']}', or pass --model")
+    # models.load then checks the weights files themselves against model_info.json.
     expected, actual = run["base_model"]["weights_sha256"], models.model_info(folder).get(
         "weights_sha256")
     if actual != expected:
@@ -59,7 +62,9 @@ def load_run(run_dir: Path, model_dir: Path | None = None):
     run = read_run(run_dir)
     method = methods.from_config(run["name"], run["method"])
     model, tokenizer = models.load(base_model_dir(run, model_dir))
-    model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors")
+    model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors",
+                                      run["base_model"]["weights_sha256"],
+                                      {"template": run["template"]})
     return model, tokenizer, run
 
 
@@ -93,17 +98,49 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
     return [o["text"] for o in outputs]
 
 
+EXPORTS = ("lora", "last_layers")
+
+
+def _require_export_format(kind: str) -> None:
+    if kind not in EXPORTS:
+        raise UserError(f"a {kind} run has no standard export format: its trainable.safetensors "
+                        "is the whole of what it adds")
+
+
+def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[Path]:
+    """Folders an export must never write into: resources/, the base model, the run itself."""
+    base = Path(model_dir or run["base_model"]["dir"])
+    folders = [Path("resources"), base, Path(run_dir)]
+    folders += [p for p in base.absolute().parents if p.name == "resources"]
+    return [Path(os.path.abspath(f)) for f in folders]
+
+
+def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path,
+                 force: bool = False) -> None:
+    """Before anything loads: the run's kind has an export format, and out_dir is neither
+    inside resources/, the base model or the run, nor (unless forced) a non-empty folder."""
+    _require_export_format(run["method"]["kind"])
+    target = Path(os.path.abspath(out_dir))
+    for folder in _protected_folders(run_dir, run, model_dir):
+        if target.is_relative_to(folder) or folder.is_relative_to(target):
+            raise UserError(f"--export {out_dir}: refusing to write into {folder} (it holds the "
+                            "workflow's models and data, or this run): choose another folder")
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--export {out_dir}: is a file, not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise UserError(f"--export {out_dir}: the folder is not empty; choose an empty or new "
+                        "folder, or pass --force to write over its files")
+
+
 def export(model, tokenizer, run: dict, out_dir: Path) -> str:
     """LoRA: a standard PEFT adapter folder; last layers: a full save_pretrained model folder."""
     out_dir = Path(out_dir)
     kind = run["method"]["kind"]
+    _require_export_format(kind)
     if kind == "lora":
         model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
         return f"PEFT adapter: PeftModel.from_pretrained(base, '{out_dir}')"
-    if kind == "last_layers":
-        unwrap(model).save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
-        return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"
-    raise UserError(f"a {kind} run has no standard export format: its trainable.safetensors "
-                    "is the whole of what it adds")
+    unwrap(model).save_pretrained(out_dir, safe_serialization=True)  # last_layers
+    tokenizer.save_pretrained(out_dir)
+    return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"
 

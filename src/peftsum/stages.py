@@ -39,9 +39,13 @@ def setup_logging(log_file: str | Path | None) -> None:
 
 @contextlib.contextmanager
 def guarded(log_file: str | Path | None, threads: int | None = None, gpus: int | None = None):
-    """Run a stage: log to log_file, lease `gpus` GPUs (before CUDA starts), set the CPU threads;
-    exit 1 with one line on UserError, with a logged traceback on anything else."""
+    """Run a stage: log to log_file, end with Snakemake (lifeline), lease `gpus` GPUs (before
+    CUDA starts), set the CPU threads; exit 1 with one line on UserError, with a logged
+    traceback on anything else."""
+    from peftsum import lifeline
+
     setup_logging(log_file)
+    lifeline.follow_snakemake()
     try:
         leased = gpu.lease(gpus) if gpus is not None else None
         if threads:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from peftsum import checkpoint, distributed, models
+from peftsum import checkpoint, distributed, lock, models
 from peftsum.config import TrainingConfig, config_hash
 from peftsum.data.batches import collate, length_grouped_batches, pad_fraction
 from peftsum.evaluate import loss_sums
@@ -250,7 +250,18 @@ def _fingerprint(method: Method, cfg: TrainingConfig, seed: int, data_dir: Path)
 
 def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, seed: int,
         out_dir: Path, checkpoint_dir: Path | None = None, provenance: dict | None = None) -> dict:
-    """Train one method with one seed; write trainable.safetensors, run.json and steps.jsonl."""
+    """Train one method with one seed; write trainable.safetensors, run.json and steps.jsonl.
+
+    Rank 0 holds the run's lock throughout: a second trainer of the same run stops at once.
+    """
+    held = (lock.exclusive(Path(checkpoint_dir or out_dir), f"{method.name} seed {seed}")
+            if distributed.is_main() else contextlib.nullcontext())
+    with held:
+        return _train(model_dir, data_dir, method, cfg, seed, out_dir, checkpoint_dir, provenance)
+
+
+def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, seed: int,
+           out_dir: Path, checkpoint_dir: Path | None, provenance: dict | None) -> dict:
     out_dir = Path(out_dir)
     dev = distributed.setup()
     seed_everything(seed)  # before any random init (LoRA's A matrices)
@@ -270,8 +281,12 @@ def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, se
         return {}
     if trainer.best_weights is not None:  # the weights saved are the best by validation loss
         trainer.model.load_state_dict(trainer.best_weights, strict=False)
+    # Stored inside the weights file, so that an edited run.json cannot restore them silently.
+    metadata = method.weights_metadata(models.model_info(model_dir)["weights_sha256"])
+    if provenance and "template" in provenance:
+        metadata["template"] = provenance["template"]
     with atomic_path(out_dir / "trainable.safetensors") as tmp:
-        save_trainable(trainer.model, tmp)
+        save_trainable(trainer.model, tmp, metadata)
     summary = {**_summary(trainer, counts, state, gpu_monitor.summary(),
                           (out_dir / "trainable.safetensors").stat().st_size), **(provenance or {})}
     write_jsonl(out_dir / "steps.jsonl", trainer.rows)

@@ -1,10 +1,14 @@
-"""Read a dataset's own train / validation / test splits into one shape: id, article, highlights."""
+"""Read a dataset's own train / validation / test splits into one shape: id, article, highlights.
+
+The readers of user files (CSV, JSONL) name the file and line of whatever they cannot read.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from peftsum.errors import UserError
@@ -14,14 +18,53 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 
+# Python's csv refuses fields over 128 KB by default; a long article is longer than that.
+CSV_FIELD_LIMIT = 2**31 - 1
 
-def _rename(rows, columns: dict, where: str):
-    """Map the configured column names onto id / article / highlights, checking they exist."""
-    for i, row in enumerate(rows):
+
+def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 file (a leading byte-order mark is dropped)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} at "
+                                f"column {err.start + 1})") from None
+
+
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSON-lines file."""
+    for number, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+                            ) from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{number}: each line must be a JSON object, got "
+                            f"{type(row).__name__}")
+        yield number, row
+
+
+def _text(row: dict, column: str, where: str) -> str:
+    value = row[column]
+    if value is None or isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value if value is not None else "")
+    raise UserError(f"{where}: {column!r} must be text, got {type(value).__name__}")
+
+
+def _rename(rows: Iterable[tuple[int, dict]], columns: dict, where: str, unit: str = ":"):
+    """Map the configured column names onto id / article / highlights, checking they exist;
+    rows come with their line (or row) number, which errors name."""
+    for number, row in rows:
+        at = f"{where}{unit}{number}"
         missing = [columns[k] for k in ("id", "article", "highlights") if columns[k] not in row]
         if missing:
-            raise UserError(f"{where}: row {i + 1} has no column {', '.join(map(repr, missing))}")
-        yield {k: str(row[columns[k]] or "") for k in ("id", "article", "highlights")}
+            raise UserError(f"{at}: no column {', '.join(map(repr, missing))}")
+        yield {k: _text(row, columns[k], at) for k in ("id", "article", "highlights")}
 
 
 def _split_file(folder: Path, split: str, suffix: str) -> Path:
@@ -33,19 +76,27 @@ def _split_file(folder: Path, split: str, suffix: str) -> Path:
 
 def _read_csv(cfg: dict, split: str):
     path = _split_file(Path(cfg["path"] or ""), split, ".csv")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    read = [0]  # the last line the csv reader took: where a row ends, or where parsing failed
+
+    def lines():
+        for read[0], line in utf8_lines(path):
+            yield line
+
+    # strict: an unclosed quote is an error, not the rest of the file swallowed into one field
+    reader = csv.DictReader(lines(), strict=True)
+    try:
         missing = [c for c in cfg["columns"].values() if c not in (reader.fieldnames or [])]
         if missing:
             raise UserError(f"{path}: missing column {', '.join(map(repr, missing))}")
-        yield from _rename(reader, cfg["columns"], str(path))
+        yield from _rename(((read[0], row) for row in reader), cfg["columns"], str(path))
+    except csv.Error as err:
+        raise UserError(f"{path}:{read[0]}: not valid CSV ({err})") from None
 
 
 def _read_jsonl(cfg: dict, split: str):
     path = _split_file(Path(cfg["path"] or ""), split, ".jsonl")
-    with open(path) as f:
-        rows = (json.loads(line) for line in f if line.strip())
-        yield from _rename(rows, cfg["columns"], str(path))
+    yield from _rename(jsonl_objects(path), cfg["columns"], str(path))
 
 
 def _read_hf(cfg: dict, split: str):
@@ -58,7 +109,7 @@ def _read_hf(cfg: dict, split: str):
             f"cannot load dataset '{cfg['id']}' from the Hugging Face hub ({str(err).splitlines()[0]}); "
             "offline, use config/demo.yaml or data.source: csv / jsonl / aclsum"
         ) from None
-    yield from _rename(ds, cfg["columns"], f"{cfg['id']}:{split}")
+    yield from _rename(enumerate(ds, 1), cfg["columns"], f"{cfg['id']}:{split}", " row ")
 
 
 def _read_aclsum(cfg: dict, split: str):

@@ -27,6 +27,16 @@ def clean(rows: list[dict]) -> tuple[list[dict], dict]:
     return kept, dropped
 
 
+def check_unique_ids(rows: list[dict], where: Path) -> None:
+    """Ids name examples in predictions and paired tests: a repeat would fail after training."""
+    first_line: dict[str, int] = {}
+    for line, row in enumerate(rows, 1):
+        if row["id"] in first_line:
+            raise UserError(f"{where}: id {row['id']!r} appears twice (lines "
+                            f"{first_line[row['id']]} and {line}); ids must be unique in a split")
+        first_line[row["id"]] = line
+
+
 def sample(rows: list[dict], size: int | None, seed: int, split: str) -> list[dict]:
     if size is None:
         return rows
@@ -46,6 +56,7 @@ def run(source_dir: Path, out_dir: Path, sizes: dict, seed: int) -> dict:
     test_articles = {row["article"] for row in read_jsonl(Path(source_dir) / "test.jsonl")}
     for i, split in enumerate(SPLITS):
         rows = read_jsonl(Path(source_dir) / f"{split}.jsonl")
+        check_unique_ids(rows, Path(source_dir) / f"{split}.jsonl")
         kept, dropped = clean(rows)
         if split != "test":  # an article that is also a test article must never be trained on
             before = len(kept)

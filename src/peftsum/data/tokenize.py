@@ -41,12 +41,20 @@ def source_budget(template: TemplateConfig, context: int, reserved: int) -> int:
 class Encoder:
     """Turns (article, summary) pairs into token ids with the template."""
 
-    def __init__(self, tokenizer, template: TemplateConfig, budget: int):
+    def __init__(self, tokenizer, template: TemplateConfig, budget: int,
+                 parts: str = "template.prefix and template.suffix", min_article: int = 1):
         self.tokenizer = tokenizer
         self.template = template
         self.prefix = self._ids([template.prefix])[0]
         self.suffix = self._ids([template.suffix])[0]
         self.article_budget = budget - len(self.prefix) - len(self.suffix)
+        # Otherwise rows outgrow the context and training fails far later with an IndexError.
+        if self.article_budget < min_article:
+            raise UserError(
+                f"{parts} take {len(self.prefix) + len(self.suffix)} of the {budget} source "
+                f"tokens (template.max_length less target and soft-prompt positions), leaving "
+                f"{self.article_budget} for the article, fewer than {min_article}: shorten "
+                "them or raise template.max_length")
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -118,7 +126,8 @@ def encode_split(encoder: Encoder, split_file: Path, out_file: Path) -> dict:
 def run(tokenizer, context: int, split_dir: Path, out_dir: Path, template: TemplateConfig,
         reserved: int) -> dict:
     """Write out_dir/{split}.jsonl (id, input_ids, source_len) and out_dir/stats.json."""
-    encoder = Encoder(tokenizer, template, source_budget(template, context, reserved))
+    encoder = Encoder(tokenizer, template, source_budget(template, context, reserved),
+                      min_article=MIN_SOURCE_TOKENS)
     stats = {"reserved_positions": reserved, "max_length": min(template.max_length, context),
              "template": dataclasses.asdict(template)}
     for split in SPLITS:
@@ -133,10 +142,8 @@ def run_chat(tokenizer, context: int, split_file: Path, out_file: Path, template
              reserved: int, instruction: str) -> dict:
     """Write out_file: one split encoded with the chat template, in the same source budget."""
     chat = chat_template(tokenizer, template, instruction)
-    encoder = Encoder(tokenizer, chat, source_budget(template, context, reserved))
-    if encoder.article_budget < MIN_SOURCE_TOKENS:
-        raise UserError(f"the chat template leaves only {encoder.article_budget} article tokens "
-                        "in template.max_length; raise it or shorten evaluation.chat_instruction")
+    encoder = Encoder(tokenizer, chat, source_budget(template, context, reserved),
+                      "the chat template and evaluation.chat_instruction", MIN_SOURCE_TOKENS)
     stats = encode_split(encoder, Path(split_file), Path(out_file))
     log.info("tokenized with the chat template: %s", stats["article_tokens"])
     return stats

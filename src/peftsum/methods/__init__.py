@@ -1,7 +1,9 @@
 """The method registry: a config entry {kind, hyperparameters} becomes a Method.
 
 Each kind is a small module with Params, apply(model, tokenizer, params), expected_trainable and
-describe. The training loop asks the method; methods never import train or evaluate.
+describe. The training loop asks the method; methods never import train or evaluate. This
+package and every method module import without torch, transformers or peft (functions import
+them), so that the config is checked before any of them loads.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from peftsum.errors import UserError
 from peftsum.methods import full, last_layers, lora, prompt_tuning
-from peftsum.methods.common import load_trainable
-from peftsum.models import count_parameters
+from peftsum.methods.common import check_params, load_trainable
+
+if TYPE_CHECKING:
+    from torch import nn
 
 KINDS: dict[str, ModuleType] = {
     "prompt_tuning": prompt_tuning,
@@ -52,6 +55,8 @@ class Method:
 
     def wrap(self, model: nn.Module, tokenizer) -> tuple[nn.Module, ParamCounts]:
         """Freeze the model, add what trains, and check the trainable count against the formula."""
+        from peftsum.models import count_parameters
+
         base_total = count_parameters(model)
         expected, formula = self.module.expected_trainable(model, self.params)
         wrapped = self.module.apply(model, tokenizer, self.params)
@@ -62,33 +67,35 @@ class Method:
         total = count_parameters(wrapped)
         return wrapped, ParamCounts(trainable, total - base_total, total, base_total, formula)
 
-    def load_for_inference(self, model: nn.Module, tokenizer, weights) -> nn.Module:
-        """The base model with this method's trained weights, ready to generate.
+    def weights_metadata(self, base_weights_sha256: str) -> dict:
+        """What defines the trained weights, stored beside them and checked when they load."""
+        return {"method": self.hparams(), "base_weights_sha256": base_weights_sha256}
+
+    def load_for_inference(self, model: nn.Module, tokenizer, weights,
+                           base_weights_sha256: str, extra: dict | None = None) -> nn.Module:
+        """The base model with this method's trained weights, ready to generate; refuses weights
+        trained with other hyperparameters, on other base weights, or with other `extra`
+        metadata (the template).
 
         LoRA adapters are merged into the frozen weights: the same function with one matmul per
         layer instead of three, which roughly halves LoRA's generation time on a CPU.
         """
+        expected = {**self.weights_metadata(base_weights_sha256), **(extra or {})}
         wrapped, _ = self.wrap(model, tokenizer)
-        load_trainable(wrapped, weights)
+        load_trainable(wrapped, weights, expected)
         if hasattr(wrapped, "merge_adapter"):
             wrapped.merge_adapter()
         return wrapped
 
 
 def from_config(name: str, spec: dict) -> Method:
+    """A Method from a config entry, its hyperparameters type- and range-checked by its Params."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
     if kind not in KINDS:
         raise UserError(f"config: methods.{name}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
     params_cls = KINDS[kind].Params
-    allowed = [f.name for f in dataclasses.fields(params_cls)]
-    unknown = sorted(set(spec) - set(allowed))
-    if unknown:
-        raise UserError(f"config: methods.{name}: unknown key {unknown[0]!r} for kind {kind} "
-                        f"(allowed: {', '.join(allowed)})")
-    if isinstance(spec.get("target_modules"), list):
-        spec["target_modules"] = tuple(spec["target_modules"])
-    return Method(name, kind, params_cls(**spec))
+    return Method(name, kind, params_cls(**check_params(params_cls, spec, f"methods.{name}")))
 
 
 def all_from_config(config: dict) -> list[Method]:

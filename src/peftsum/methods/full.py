@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from peftsum.methods.common import MethodParams
-from peftsum.models import count_parameters
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ def apply(model: nn.Module, tokenizer, params: Params) -> nn.Module:
 
 
 def expected_trainable(model: nn.Module, params: Params) -> tuple[int, str]:
+    from peftsum.models import count_parameters
+
     n = count_parameters(model)
     return n, f"all parameters = {n:,}"
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from torch import nn
-
+from peftsum.errors import UserError
 from peftsum.methods.common import MethodParams, decoder_blocks, final_norm, freeze, numel
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +19,7 @@ log = logging.getLogger(__name__)
 class Params(MethodParams):
     lr: float = 1e-4
     """AdamW learning rate."""
-    n_blocks: int = 0
+    n_blocks: int = field(default=0, metadata={"min": 0})
     """How many of the last transformer blocks also train."""
     final_norm: bool = False
     """Whether the final layer norm trains."""
@@ -28,6 +31,8 @@ def _is_tied(model: nn.Module) -> bool:
 
 def _untie_head(model: nn.Module) -> None:
     """Give the head its own copy, so that training it leaves the input embeddings frozen."""
+    from torch import nn
+
     head = model.get_output_embeddings()
     log.warning("%s ties its LM head to the input embeddings: untying it; the head's own copy "
                 "(%s parameters) counts as added", type(model).__name__, f"{head.weight.numel():,}")
@@ -37,6 +42,9 @@ def _untie_head(model: nn.Module) -> None:
 
 def _trained_modules(model: nn.Module, params: Params) -> list[nn.Module]:
     blocks = decoder_blocks(model)
+    if params.n_blocks > len(blocks):
+        raise UserError(f"last_layers: n_blocks = {params.n_blocks}, but "
+                        f"{type(model).__name__} has {len(blocks)} blocks")
     modules = [model.get_output_embeddings()] + list(blocks[len(blocks) - params.n_blocks:])
     return modules + ([final_norm(model)] if params.final_norm else [])
 

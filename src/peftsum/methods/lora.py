@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from peft import LoraConfig, get_peft_model
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-from torch import nn
-from transformers.pytorch_utils import Conv1D
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from peftsum.errors import UserError
 from peftsum.methods.common import MethodParams
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
 class Params(MethodParams):
     lr: float = 2e-4
     """AdamW learning rate; around 2e-4 works for GPT-2."""
-    r: int = 8
+    r: int = field(default=8, metadata={"min": 1})
     """Adapter rank."""
-    alpha: int = 32
+    alpha: int = field(default=32, metadata={"min": 1})
     """Scaling numerator: the update is scaled by alpha / r."""
-    dropout: float = 0.1
+    dropout: float = field(default=0.1, metadata={"min": 0, "max": 1})
     """Dropout on the adapter input."""
-    target_modules: tuple | None = None
+    target_modules: tuple[str, ...] | None = None
     """Module names to adapt; null = PEFT's default for the architecture (GPT-2: c_attn)."""
 
 
 def targets(model: nn.Module, params: Params) -> list[str]:
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
     if params.target_modules:
         return list(params.target_modules)
     model_type = model.config.model_type
@@ -37,6 +38,9 @@ def targets(model: nn.Module, params: Params) -> list[str]:
 
 
 def apply(model: nn.Module, tokenizer, params: Params) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
     names = targets(model, params)
     # GPT-2's Conv1D stores weights as (in, out): PEFT must be told, or it warns and guesses.
     conv1d = any(isinstance(m, Conv1D) for n, m in model.named_modules() if n.split(".")[-1] in names)
