@@ -108,8 +108,14 @@ def trained(smoke, tmp_path_factory):
     model_dir = work / "resources" / "models" / "tiny-gpt2"
     shutil.copytree(root / "model", model_dir)
     cfg = {**cfg, "training": {**cfg["training"], "max_steps": 2, "eval_every": 2}}
-    stages.train(cfg, "lora", 0, model_dir, root / "tokenized", work / "run")
+    stages.train(*lora_and_training(cfg), 0, model_dir, root / "tokenized", work / "run")
     return work
+
+
+def lora_and_training(cfg: dict) -> tuple:
+    """What the train rule passes for the config's lora entry: its Method and TrainingConfig."""
+    return (methods.from_config("lora", cfg["methods"]["lora"]),
+            config.TrainingConfig.from_dict(config.training_params(cfg["training"])))
 
 
 def _copy_run(trained, tmp_path, **changes) -> Path:
@@ -447,8 +453,8 @@ def test_train_refuses_a_run_that_another_process_trains(smoke, tmp_path):
     root, cfg = smoke
     with lock.exclusive(tmp_path / "ckpt", "someone"), pytest.raises(
             UserError, match="lora seed 0 is already being trained"):
-        stages.train(cfg, "lora", 0, root / "model", root / "tokenized", tmp_path / "run",
-                     tmp_path / "ckpt")
+        stages.train(*lora_and_training(cfg), 0, root / "model", root / "tokenized",
+                     tmp_path / "run", tmp_path / "ckpt")
     assert not (tmp_path / "run" / "run.json").exists()
 
 
