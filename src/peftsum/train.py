@@ -110,6 +110,18 @@ class Trainer:
         return [batches[i:i + ga] for i in range(0, len(batches), ga)]
 
     # --- one optimizer step -----------------------------------------------------------------
+    def _batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.dev) for k, v in
+                collate([self.train_set[j] for j in indices], self.pad_id).items()}
+
+    def _join_reduce(self, indices: list[int]) -> None:
+        """A forward and backward through the DDP module at zero weight: its gradient hooks
+        then take part in the all-reduce with zeros (a backward outside the DDP forward never
+        reaches them, and the other ranks would wait for this one for ever)."""
+        with autocast(self.dev, self.dtype):
+            nll, _ = summary_nll(self.net, self._batch(indices))
+        self.scaler.scale(nll * 0.0).backward()
+
     def _step(self, micro_batches: list[list[int]]) -> dict:
         """Forward and backward of this rank's micro-batches, then the update of all ranks.
 
@@ -119,15 +131,13 @@ class Trainer:
         mine = micro_batches[self.rank::self.world]
         scale = self.world / len(micro_batches)
         stats = {"loss": 0.0, "tokens": 0, "samples": 0, "pad": 0.0, "micro": len(mine)}
-        for i, indices in enumerate(mine or [None]):
-            last = i == max(len(mine), 1) - 1
+        if not mine:  # a short last step left this rank nothing: it must still join the reduce
+            self._join_reduce(micro_batches[0])
+        for i, indices in enumerate(mine):
+            last = i == len(mine) - 1
             no_sync = self.net.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
             with no_sync:
-                if indices is None:  # a short last step left this rank nothing: join the reduce
-                    (sum(p.sum() for p in self.params) * 0.0).backward()
-                    continue
-                batch = {k: v.to(self.dev) for k, v in
-                         collate([self.train_set[j] for j in indices], self.pad_id).items()}
+                batch = self._batch(indices)
                 with autocast(self.dev, self.dtype):
                     nll, n_tokens = summary_nll(self.net, batch)
                 loss = nll / max(1, n_tokens)
