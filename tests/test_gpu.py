@@ -19,6 +19,15 @@ time.sleep(60)
 """
 
 
+@pytest.fixture(autouse=True)
+def restore_environment(monkeypatch):
+    """A lease sets these in os.environ; put them back after each test."""
+    for key in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "PEFTSUM_GPU_LEASE", "SLURM_JOB_ID"):
+        monkeypatch.delenv(key, raising=False)
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+
+
 def hold(n, ids, lock_dir):
     """A separate process that leases n GPUs and keeps them; returns it and the ids it got."""
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(n), ids, str(lock_dir)],
@@ -63,7 +72,7 @@ def test_lease_only_among_visible_devices(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     got = gpu.lease(1, lock_dir=tmp_path, timeout=5)
     assert got.ids == ["3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu3.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu3.lock", "gpu3.rank.lock"]
     got.release()
 
 
@@ -78,3 +87,86 @@ def test_zero_gpus_hides_every_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gpu.lease(0)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_inside_a_larger_slurm_allocation_each_job_leases_its_share(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")  # salloc --gpus=2, then gpu=1 jobs inside it
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    first = gpu.lease(1, lock_dir=tmp_path, timeout=0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # the next job sees the same allocation
+    second = gpu.lease(1, lock_dir=tmp_path, timeout=0)
+    assert sorted(first.ids + second.ids) == ["0", "1"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == second.ids[0]
+    with pytest.raises(TimeoutError):
+        gpu.lease(1, ids=["0", "1"], lock_dir=tmp_path, timeout=0)
+    first.release()
+    second.release()
+
+
+def fake_nvidia_smi(folder, count: int) -> str:
+    """A PATH with an nvidia-smi that lists `count` GPUs."""
+    script = folder / "nvidia-smi"
+    script.write_text("#!/bin/sh\n" + "".join(f"echo {i}\n" for i in range(count)))
+    script.chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+def test_under_slurm_without_cuda_visible_devices_the_lease_counts_the_gpus(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, 4))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    got = gpu.lease(2, lock_dir=tmp_path / "locks", timeout=0)
+    assert got.ids == ["0", "1"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # nvidia-smi's order
+    got.release()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    whole = gpu.lease(4, lock_dir=tmp_path / "locks", timeout=0)
+    assert whole.ids == ["0", "1", "2", "3"] and not whole._files  # its own GPUs: no lock
+
+
+def test_each_slurm_allocation_has_its_own_lock_folder(monkeypatch):
+    monkeypatch.delenv("PEFTSUM_GPU_LOCK_DIR", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    seven = gpu.default_lock_dir()
+    monkeypatch.setenv("SLURM_JOB_ID", "8")
+    assert seven != gpu.default_lock_dir()
+
+
+LAUNCHER = """
+import subprocess, sys
+from peftsum.gpu import lease
+held = lease(1, ids=["0"], lock_dir=sys.argv[1], timeout=30)
+rank = subprocess.Popen([sys.executable, "-c", sys.argv[2]], start_new_session=True)
+rank.wait()
+"""
+RANK = """
+import time
+from peftsum.gpu import hold_rank_lock
+print(hold_rank_lock(0), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_rank_keeps_its_gpu_taken_after_its_launcher_is_killed(tmp_path):
+    """As torchrun's workers, the rank runs in its own session and outlives its launcher."""
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path), RANK],
+                                stdout=subprocess.PIPE, text=True)
+    rank_pid = None
+    try:
+        assert launcher.stdout.readline().strip() == "True"  # the rank took its GPU's lock
+        rank_pid = int(subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                                      text=True, check=True).stdout.split()[0])
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        with pytest.raises(TimeoutError):
+            gpu.lease(1, ids=["0"], lock_dir=tmp_path, timeout=0)
+        os.kill(rank_pid, signal.SIGKILL)
+        rank_pid = None
+        time.sleep(0.2)
+        gpu.lease(1, ids=["0"], lock_dir=tmp_path, timeout=5).release()
+    finally:
+        launcher.kill()
+        launcher.wait()
+        if rank_pid is not None:
+            os.kill(rank_pid, signal.SIGKILL)
