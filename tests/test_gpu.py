@@ -1,14 +1,17 @@
-"""The GPU lease with fake GPU ids: no GPU needed."""
+"""The GPU path without a GPU: the lease with fake ids, NVML with a fake pynvml, the
+precision and peak FLOP/s a device gets by its name."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
+import torch
 
-from peftsum import gpu
+from peftsum import gpu, resources
 
 HOLDER = """
 import os, sys, time
@@ -142,6 +145,7 @@ rank.wait()
 """
 RANK = """
 import time
+import types
 from peftsum.gpu import hold_rank_lock
 print(hold_rank_lock(0), flush=True)
 time.sleep(60)
@@ -170,3 +174,76 @@ def test_a_rank_keeps_its_gpu_taken_after_its_launcher_is_killed(tmp_path):
         launcher.wait()
         if rank_pid is not None:
             os.kill(rank_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989e12), ("NVIDIA H200 NVL", 835e12), ("NVIDIA GH200 480GB", 989e12),
+    ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
+    ("NVIDIA L40S", 362e12), ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12),
+    ("NVIDIA A10", 125e12), ("NVIDIA A10G", None), ("NVIDIA GeForce RTX 4090", 165e12),
+    ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None)])
+def test_peak_flops_by_the_names_torch_reports(name, peak):
+    assert resources.peak_flops(name) == peak
+
+
+def test_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
+    """A V100 or T4: torch says bf16 is supported, counting emulation; fp16 is the fast one."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)
+    assert resources.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resources.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.bfloat16
+
+
+class FakeNVML(types.ModuleType):
+    """pynvml with one GPU, known by its UUID; `fails` names the calls that raise NVMLError."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, fails=()):
+        super().__init__("pynvml")
+        self.fails, self.asked, self.energy = set(fails), [], 1000
+
+    def _call(self, name, value):
+        if name in self.fails:
+            raise self.NVMLError(f"{name}: Not Supported")
+        return value
+
+    def nvmlInit(self):
+        return self._call("init", None)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        self.asked.append(uuid)
+        return self._call("handle", "handle")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        self.energy += 5000  # mJ
+        return self._call("energy", self.energy)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return self._call("util", types.SimpleNamespace(gpu=80))
+
+
+def monitor_with(monkeypatch, nvml: FakeNVML) -> dict:
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(resources, "device_uuid", lambda dev: "GPU-1234")
+    with resources.GpuMonitor(torch.device("cuda", 1), every=0.01) as monitor:
+        time.sleep(0.3)
+    return monitor.summary()
+
+
+def test_nvml_takes_the_device_by_its_uuid(monkeypatch):
+    nvml = FakeNVML()
+    figures = monitor_with(monkeypatch, nvml)
+    assert nvml.asked == ["GPU-1234"]
+    assert figures == {"gpu_util_pct": 80, "gpu_energy_j": 5.0}
+
+
+@pytest.mark.parametrize(("fails", "blank"), [
+    (["init"], ["gpu_util_pct", "gpu_energy_j"]), (["handle"], ["gpu_util_pct", "gpu_energy_j"]),
+    (["energy"], ["gpu_energy_j"]), (["util"], ["gpu_util_pct"])])
+def test_an_nvml_error_only_blanks_its_figure(monkeypatch, fails, blank):
+    figures = monitor_with(monkeypatch, FakeNVML(fails))
+    assert [k for k, v in figures.items() if v is None] == blank
