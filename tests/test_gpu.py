@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,6 +147,7 @@ rank.wait()
 RANK = """
 import time
 import types
+from pathlib import Path
 from peftsum.gpu import hold_rank_lock
 print(hold_rank_lock(0), flush=True)
 time.sleep(60)
@@ -247,3 +249,30 @@ def test_nvml_takes_the_device_by_its_uuid(monkeypatch):
 def test_an_nvml_error_only_blanks_its_figure(monkeypatch, fails, blank):
     figures = monitor_with(monkeypatch, FakeNVML(fails))
     assert [k for k, v in figures.items() if v is None] == blank
+
+
+def test_the_bench_keeps_every_variant_on_one_gpu(tmp_path, monkeypatch):
+    from peftsum.bench.__main__ import one_gpu
+
+    monkeypatch.setenv("PEFTSUM_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    held = one_gpu()
+    assert held.ids == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    held.release()
+
+
+def test_the_slurm_profile_keeps_each_gpu_job_on_one_node():
+    import yaml
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    profile = Path(__file__).resolve().parents[1] / "profiles" / "slurm" / "config.yaml"
+    rules = yaml.safe_load(profile.read_text())["set-resources"]
+    gpu_rules = {name: res for name, res in rules.items() if res.get("gpu")}
+    assert {"train", "evaluate"} <= gpu_rules.keys()
+    params = {"run_uuid": "x", "slurm_logfile": "x.log", "comment_str": "x", "account": "",
+              "partition": "", "workdir": "."}
+    for name, res in gpu_rules.items():
+        res = {**res, "gpu": 2}  # a data-parallel training
+        job = types.SimpleNamespace(resources=types.SimpleNamespace(**res, get=res.get),
+                                    threads=8)
+        assert "--nodes=1" in get_submit_command(job, params), name
