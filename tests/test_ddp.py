@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
-from test_training import train_command, val_losses
+import torch
+from test_training import train_command, val_losses, weights
 
 DDP_TIMEOUT_S = 300  # a rank left out of the all-reduce hangs (NCCL) or aborts (gloo)
 
@@ -49,3 +52,45 @@ def test_a_rank_without_a_micro_batch_joins_the_all_reduce(odd_steps):
     # The zero-weight pass adds nothing: the updates, so the later losses, are the same.
     assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], rel=1e-4)
     assert val_losses(odd_steps / "two") == pytest.approx(val_losses(odd_steps / "one"), rel=1e-4)
+    resources = json.loads((odd_steps / "two" / "run.json").read_text())["resources"]
+    assert len(resources["per_rank"]) == 2  # each rank's memory and energy, not rank 0's alone
+    assert resources["peak_rss_mb"] == max(r["peak_rss_mb"] for r in resources["per_rank"])
+
+
+def kill_ranks_after_first_checkpoint(args, checkpoints):
+    """Start a 2-rank run and SIGKILL its ranks (own sessions, as torchrun starts them) once
+    the first checkpoint is written; the launcher then exits."""
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc_per_node=2", *args],
+                                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + DDP_TIMEOUT_S
+    while not (checkpoints / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ranks = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True,
+                           check=False).stdout.split()
+    for pid in ranks:
+        os.kill(int(pid), signal.SIGKILL)
+    launcher.wait(timeout=60)
+    assert (checkpoints / "checkpoint.pt").exists() and len(ranks) == 2
+
+
+def test_a_resumed_ddp_run_with_dropout_is_the_uninterrupted_one(odd_steps):
+    """LoRA dropout 0.1: each rank's masks come from its own RNG, which the resume restores."""
+    root = tmp_path = odd_steps
+    config = json.loads((root / "config.json").read_text())
+    assert config["methods"]["lora"].get("dropout", 0.1) > 0
+    assert config["training"]["checkpoint_every"] < 8  # a checkpoint before the run ends
+    reference = torchrun(*train_command(root, tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    checkpoints = tmp_path / "ckpt"
+    args = train_command(root, tmp_path / "run", extra=["--checkpoint-dir", str(checkpoints)])
+    kill_ranks_after_first_checkpoint(args, checkpoints)
+    assert not (tmp_path / "run" / "run.json").exists()
+    resumed = torchrun(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    assert val_losses(tmp_path / "run") == pytest.approx(val_losses(tmp_path / "ref"), rel=1e-5)
+    ref, got = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)

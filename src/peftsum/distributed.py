@@ -43,6 +43,15 @@ def all_sum(*values: float, dev: torch.device) -> list[float]:
     return t.tolist()
 
 
+def all_gather(obj) -> list:
+    """Every rank's obj (any picklable value), in rank order ([obj] on one process)."""
+    if world()[1] == 1:
+        return [obj]
+    gathered = [None] * world()[1]
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
