@@ -9,6 +9,8 @@ import time
 
 import pytest
 import torch
+import yaml
+from conftest import ROOT, snakemake
 from test_training import train_command, val_losses, weights
 
 DDP_TIMEOUT_S = 300  # a rank left out of the all-reduce hangs (NCCL) or aborts (gloo)
@@ -94,3 +96,26 @@ def test_a_resumed_ddp_run_with_dropout_is_the_uninterrupted_one(odd_steps):
     ref, got = weights(tmp_path / "ref"), weights(tmp_path / "run")
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_two_gpu_training_job_runs_torchrun_and_logs_every_rank_to_its_log(tmp_path):
+    """The workflow's own path to DDP: gpu: 2 leases two (here fake) GPUs, the job starts two
+    ranks through torchrun (gloo on this CPU), and their output lands in logs/train/."""
+    config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    config["training"].update(epochs=1, grad_accum=2)  # each step's 2 micro-batches, 1 a rank
+    config["methods"] = {"lora": config["methods"]["lora"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {"CUDA_VISIBLE_DEVICES": "0,1", "PEFTSUM_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    done = snakemake(tmp_path, tmp_path / "config.yaml", "--until", "train", "--resources",
+                     "gpu=2", "--set-resources", "train:gpu=2", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted((tmp_path / "results" / "train").glob("*/**/run.json"))
+    assert runs
+    for run_file in runs:
+        assert json.loads(run_file.read_text())["hparams"]["world_size"] == 2
+    logs = sorted((tmp_path / "logs" / "train").glob("*.log"))
+    assert len(logs) == len(runs)
+    for log_file in logs:
+        text = log_file.read_text()
+        assert "data-parallel over 2 processes" in text  # the job's own line, then the ranks'
+        assert "validation loss" in text and "trainable" in text
