@@ -1,6 +1,7 @@
 """The GPU path without a GPU: the lease with fake ids, NVML with a fake pynvml, the
 precision and peak FLOP/s a device gets by its name."""
 
+import json
 import os
 import signal
 import subprocess
@@ -276,3 +277,30 @@ def test_the_slurm_profile_keeps_each_gpu_job_on_one_node():
         job = types.SimpleNamespace(resources=types.SimpleNamespace(**res, get=res.get),
                                     threads=8)
         assert "--nodes=1" in get_submit_command(job, params), name
+
+
+def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "peftsum.gpucheck", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode != 0
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_table_reads_the_training_figures(tmp_path):
+    from peftsum import gpucheck
+
+    run_dir = tmp_path / "results" / "train" / "lora" / "seed0"
+    run_dir.mkdir(parents=True)
+    figures = {"device": "NVIDIA H100 80GB HBM3", "precision": "bfloat16", "gpu_count": 1,
+               "tokens_per_s": 51234.5, "mfu": 0.21, "peak_gpu_mb": 1900.0, "gpu_energy_j": 812.0,
+               "gpu_util_pct": 88.0}
+    (run_dir / "run.json").write_text(json.dumps({"name": "lora", "seed": 0,
+                                                  "resources": figures}))
+    (tmp_path / "logs" / "train").mkdir(parents=True)
+    (tmp_path / "logs" / "train" / "lora_seed0.log").write_text("... leased GPU 1 (...)\n")
+    rows = gpucheck.training_figures(tmp_path)
+    assert rows == [{"run": "results/train/lora/seed0", "leased_gpu": "1", **figures}]
+    assert "| results/train/lora/seed0 | 1 | NVIDIA H100 80GB HBM3 | bfloat16 | 1 | 5.12e+04 |" \
+        in gpucheck.table(rows)
