@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install demo test test-slurm lint clean
+.PHONY: install demo test test-slurm gpu-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 # with profiles/slurm, and stops the cluster again.
 test-slurm: $(STAMP)
 	PEFTSUM_SLURM_TEST=1 $(BIN)/python -m pytest -q -s tests/test_slurm.py
+
+# On a machine with CUDA: the smoke workflow on the GPU(s), DDP over two GPUs when there are
+# two, the gpu-gpt2 bench; figures in results/gpu-check/. Without CUDA it stops at once.
+gpu-check: $(STAMP)
+	$(BIN)/python -m peftsum.gpucheck
 
 # The catalog's checks: formatting of the Snakefile and rules, then Snakemake's own linter.
 lint: $(STAMP)

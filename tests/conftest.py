@@ -47,9 +47,11 @@ def smoke(tmp_path_factory):
     return root, config
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the workflow in workdir (results/, logs/ ... land there), offline."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def snakemake(workdir: Path, configfile: Path, *args: str,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow in workdir (results/, logs/ ... land there), offline; env: extra
+    environment variables."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     # Targets first: --configfile takes several values and would swallow them.
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
                "--cores", "2", *args, "--directory", str(workdir), "--configfile", str(configfile)]

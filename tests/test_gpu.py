@@ -1,14 +1,19 @@
-"""The GPU lease with fake GPU ids: no GPU needed."""
+"""The GPU path without a GPU: the lease with fake ids, NVML with a fake pynvml, the
+precision and peak FLOP/s a device gets by its name."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
+from pathlib import Path
 
 import pytest
+import torch
 
-from peftsum import gpu
+from peftsum import gpu, resources
 
 HOLDER = """
 import os, sys, time
@@ -17,6 +22,15 @@ held = lease(int(sys.argv[1]), ids=sys.argv[2].split(","), lock_dir=sys.argv[3],
 print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep(60)
 """
+
+
+@pytest.fixture(autouse=True)
+def restore_environment(monkeypatch):
+    """A lease sets these in os.environ; put them back after each test."""
+    for key in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "PEFTSUM_GPU_LEASE", "SLURM_JOB_ID"):
+        monkeypatch.delenv(key, raising=False)
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
 
 
 def hold(n, ids, lock_dir):
@@ -63,7 +77,7 @@ def test_lease_only_among_visible_devices(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     got = gpu.lease(1, lock_dir=tmp_path, timeout=5)
     assert got.ids == ["3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu3.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu3.lock", "gpu3.rank.lock"]
     got.release()
 
 
@@ -78,3 +92,215 @@ def test_zero_gpus_hides_every_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gpu.lease(0)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_inside_a_larger_slurm_allocation_each_job_leases_its_share(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")  # salloc --gpus=2, then gpu=1 jobs inside it
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    first = gpu.lease(1, lock_dir=tmp_path, timeout=0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # the next job sees the same allocation
+    second = gpu.lease(1, lock_dir=tmp_path, timeout=0)
+    assert sorted(first.ids + second.ids) == ["0", "1"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == second.ids[0]
+    with pytest.raises(TimeoutError):
+        gpu.lease(1, ids=["0", "1"], lock_dir=tmp_path, timeout=0)
+    first.release()
+    second.release()
+
+
+def fake_nvidia_smi(folder, count: int) -> str:
+    """A PATH with an nvidia-smi that lists `count` GPUs."""
+    script = folder / "nvidia-smi"
+    script.write_text("#!/bin/sh\n" + "".join(f"echo {i}\n" for i in range(count)))
+    script.chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+def test_under_slurm_without_cuda_visible_devices_the_lease_counts_the_gpus(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, 4))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    got = gpu.lease(2, lock_dir=tmp_path / "locks", timeout=0)
+    assert got.ids == ["0", "1"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # nvidia-smi's order
+    got.release()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    whole = gpu.lease(4, lock_dir=tmp_path / "locks", timeout=0)
+    assert whole.ids == ["0", "1", "2", "3"] and not whole._files  # its own GPUs: no lock
+
+
+def test_each_slurm_allocation_has_its_own_lock_folder(monkeypatch):
+    monkeypatch.delenv("PEFTSUM_GPU_LOCK_DIR", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    seven = gpu.default_lock_dir()
+    monkeypatch.setenv("SLURM_JOB_ID", "8")
+    assert seven != gpu.default_lock_dir()
+
+
+LAUNCHER = """
+import subprocess, sys
+from peftsum.gpu import lease
+held = lease(1, ids=["0"], lock_dir=sys.argv[1], timeout=30)
+rank = subprocess.Popen([sys.executable, "-c", sys.argv[2]], start_new_session=True)
+rank.wait()
+"""
+RANK = """
+import time
+import types
+from pathlib import Path
+from peftsum.gpu import hold_rank_lock
+print(hold_rank_lock(0), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_rank_keeps_its_gpu_taken_after_its_launcher_is_killed(tmp_path):
+    """As torchrun's workers, the rank runs in its own session and outlives its launcher."""
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path), RANK],
+                                stdout=subprocess.PIPE, text=True)
+    rank_pid = None
+    try:
+        assert launcher.stdout.readline().strip() == "True"  # the rank took its GPU's lock
+        rank_pid = int(subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                                      text=True, check=True).stdout.split()[0])
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        with pytest.raises(TimeoutError):
+            gpu.lease(1, ids=["0"], lock_dir=tmp_path, timeout=0)
+        os.kill(rank_pid, signal.SIGKILL)
+        rank_pid = None
+        time.sleep(0.2)
+        gpu.lease(1, ids=["0"], lock_dir=tmp_path, timeout=5).release()
+    finally:
+        launcher.kill()
+        launcher.wait()
+        if rank_pid is not None:
+            os.kill(rank_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989e12), ("NVIDIA H200 NVL", 835e12), ("NVIDIA GH200 480GB", 989e12),
+    ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
+    ("NVIDIA L40S", 362e12), ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12),
+    ("NVIDIA A10", 125e12), ("NVIDIA A10G", None), ("NVIDIA GeForce RTX 4090", 165e12),
+    ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None)])
+def test_peak_flops_by_the_names_torch_reports(name, peak):
+    assert resources.peak_flops(name) == peak
+
+
+def test_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
+    """A V100 or T4: torch says bf16 is supported, counting emulation; fp16 is the fast one."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)
+    assert resources.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resources.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.bfloat16
+
+
+class FakeNVML(types.ModuleType):
+    """pynvml with one GPU, known by its UUID; `fails` names the calls that raise NVMLError."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, fails=()):
+        super().__init__("pynvml")
+        self.fails, self.asked, self.energy = set(fails), [], 1000
+
+    def _call(self, name, value):
+        if name in self.fails:
+            raise self.NVMLError(f"{name}: Not Supported")
+        return value
+
+    def nvmlInit(self):
+        return self._call("init", None)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        self.asked.append(uuid)
+        return self._call("handle", "handle")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        self.energy += 5000  # mJ
+        return self._call("energy", self.energy)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return self._call("util", types.SimpleNamespace(gpu=80))
+
+
+def monitor_with(monkeypatch, nvml: FakeNVML) -> dict:
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(resources, "device_uuid", lambda dev: "GPU-1234")
+    with resources.GpuMonitor(torch.device("cuda", 1), every=0.01) as monitor:
+        time.sleep(0.3)
+    return monitor.summary()
+
+
+def test_nvml_takes_the_device_by_its_uuid(monkeypatch):
+    nvml = FakeNVML()
+    figures = monitor_with(monkeypatch, nvml)
+    assert nvml.asked == ["GPU-1234"]
+    assert figures == {"gpu_util_pct": 80, "gpu_energy_j": 5.0}
+
+
+@pytest.mark.parametrize(("fails", "blank"), [
+    (["init"], ["gpu_util_pct", "gpu_energy_j"]), (["handle"], ["gpu_util_pct", "gpu_energy_j"]),
+    (["energy"], ["gpu_energy_j"]), (["util"], ["gpu_util_pct"])])
+def test_an_nvml_error_only_blanks_its_figure(monkeypatch, fails, blank):
+    figures = monitor_with(monkeypatch, FakeNVML(fails))
+    assert [k for k, v in figures.items() if v is None] == blank
+
+
+def test_the_bench_keeps_every_variant_on_one_gpu(tmp_path, monkeypatch):
+    from peftsum.bench.__main__ import one_gpu
+
+    monkeypatch.setenv("PEFTSUM_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    held = one_gpu()
+    assert held.ids == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    held.release()
+
+
+def test_the_slurm_profile_keeps_each_gpu_job_on_one_node():
+    import yaml
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    profile = Path(__file__).resolve().parents[1] / "profiles" / "slurm" / "config.yaml"
+    rules = yaml.safe_load(profile.read_text())["set-resources"]
+    gpu_rules = {name: res for name, res in rules.items() if res.get("gpu")}
+    assert {"train", "evaluate"} <= gpu_rules.keys()
+    params = {"run_uuid": "x", "slurm_logfile": "x.log", "comment_str": "x", "account": "",
+              "partition": "", "workdir": "."}
+    for name, res in gpu_rules.items():
+        res = {**res, "gpu": 2}  # a data-parallel training
+        job = types.SimpleNamespace(resources=types.SimpleNamespace(**res, get=res.get),
+                                    threads=8)
+        assert "--nodes=1" in get_submit_command(job, params), name
+
+
+def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "peftsum.gpucheck", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode != 0
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_table_reads_the_training_figures(tmp_path):
+    from peftsum import gpucheck
+
+    run_dir = tmp_path / "results" / "train" / "lora" / "seed0"
+    run_dir.mkdir(parents=True)
+    figures = {"device": "NVIDIA H100 80GB HBM3", "precision": "bfloat16", "gpu_count": 1,
+               "tokens_per_s": 51234.5, "mfu": 0.21, "peak_gpu_mb": 1900.0, "gpu_energy_j": 812.0,
+               "gpu_util_pct": 88.0}
+    (run_dir / "run.json").write_text(json.dumps({"name": "lora", "seed": 0,
+                                                  "resources": figures}))
+    (tmp_path / "logs" / "train").mkdir(parents=True)
+    (tmp_path / "logs" / "train" / "lora_seed0.log").write_text("... leased GPU 1 (...)\n")
+    rows = gpucheck.training_figures(tmp_path)
+    assert rows == [{"run": "results/train/lora/seed0", "leased_gpu": "1", **figures}]
+    assert "| results/train/lora/seed0 | 1 | NVIDIA H100 80GB HBM3 | bfloat16 | 1 | 5.12e+04 |" \
+        in gpucheck.table(rows)

@@ -2,12 +2,18 @@
 (from the sweep runs' run.json alone), and the reuse of the chosen point's run."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import snakemake
+from test_reruns import job_counts
 
 from peftsum import sweep
 from peftsum.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_points_are_every_combination_with_readable_names():
@@ -57,3 +63,62 @@ def test_select_without_any_validation_loss_is_an_error(tmp_path):
     with pytest.raises(UserError, match="no sweep point of lora recorded a validation loss"):
         sweep.select("lora", grid, [run_json(tmp_path / "a", None)], tmp_path / "g.json",
                      tmp_path / "c.json")
+
+
+def sweep_config(tmp_path: Path, lrs: list) -> Path:
+    """The smoke config with LoRA swept over lrs, last layers as it is, two seeds."""
+    config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    config["methods"] = {"lora": {"kind": "lora", "sweep": {"lr": lrs}},
+                         "last_layers": config["methods"]["last_layers"]}
+    config["training"]["seeds"] = [0, 1]
+    path = tmp_path / f"sweep{len(lrs)}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep_workflow(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    done = snakemake(workdir, sweep_config(workdir, [0.001, 0.003]))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+def planned(done) -> Counter:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return job_counts(done.stdout + done.stderr)
+
+
+def test_a_grid_plans_one_training_per_point_and_seed(tmp_path):
+    counts = planned(snakemake(tmp_path, sweep_config(tmp_path, [0.001, 0.003, 0.01]), "-n"))
+    # 3 points with the first seed; every seed of each method (lora's chosen point included).
+    assert (counts["train_point"], counts["select"], counts["train"]) == (3, 1, 2 * 2)
+    assert counts["evaluate"] == 2 * 2  # on test: only the chosen point, every seed
+
+
+@pytest.mark.slow
+def test_selection_reads_only_the_sweep_runs_and_the_chosen_point_is_reused(sweep_workflow):
+    results = sweep_workflow / "results"
+    selection = json.loads((results / "select" / "lora.json").read_text())
+    losses = {p["point"]: p["val_loss"] for p in selection["points"]}
+    assert selection["chosen"] == min(losses, key=losses.get)
+    chosen_run = results / "sweep" / "lora" / selection["chosen"] / "seed0"
+    final = results / "train" / "lora" / "seed0"
+    assert (final / "trainable.safetensors").read_bytes() == (
+        chosen_run / "trainable.safetensors").read_bytes()  # copied, not trained again
+    record = json.loads((results / "train" / "lora" / "seed1" / "run.json").read_text())
+    assert record["method"]["lr"] == selection["chosen_hparams"]["lr"]
+    assert not (results / "eval" / "lora" / selection["chosen"]).exists()
+    # The select job's inputs are the grid's run.json files: nothing of the test split.
+    forced = snakemake(sweep_workflow, sweep_config(sweep_workflow, [0.001, 0.003]), "-n",
+                       "--forcerun", "select", "--nolock")
+    block = (forced.stdout + forced.stderr).split("checkpoint select:")[1].split("\n\n")[0]
+    inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+    assert inputs.count("run.json") == 2 and "test" not in inputs
+
+
+@pytest.mark.slow
+def test_a_new_grid_point_plans_only_its_jobs(sweep_workflow, tmp_path):
+    counts = planned(snakemake(sweep_workflow, sweep_config(tmp_path, [0.001, 0.003, 0.01]),
+                               "-n", "--nolock"))
+    assert counts == Counter({"train_point": 1, "select": 1})

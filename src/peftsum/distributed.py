@@ -7,6 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from peftsum import gpu
+
 
 def world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
@@ -18,6 +20,7 @@ def setup() -> torch.device:
     """Start the process group when launched by torchrun; the device of this rank."""
     _, size, local = world()
     if torch.cuda.is_available():
+        gpu.hold_rank_lock(local)  # the GPU stays taken while this rank runs, launcher or not
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:
@@ -38,6 +41,15 @@ def all_sum(*values: float, dev: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_gather(obj) -> list:
+    """Every rank's obj (any picklable value), in rank order ([obj] on one process)."""
+    if world()[1] == 1:
+        return [obj]
+    gathered = [None] * world()[1]
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def barrier() -> None:

@@ -2,8 +2,11 @@
 
 `snakemake --resources gpu=2` bounds how many GPUs the running jobs ask for, but not which ones
 they use: without a lease every job would pick GPU 0. The kernel drops a flock when its process
-dies, even on SIGKILL, so a crashed job never keeps a GPU. The lease sets CUDA_VISIBLE_DEVICES,
-so it must run before CUDA starts.
+dies, even on SIGKILL, so a crashed job never keeps a GPU. The lease sets CUDA_VISIBLE_DEVICES
+(in nvidia-smi's PCI order), so it must run before CUDA starts.
+
+A job's torchrun workers run in their own sessions and outlive a killed launcher, so each rank
+also holds a second lock on its GPU (gpu<id>.rank.lock): a GPU is free only when both are.
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 
 
+LEASE_ENV = "PEFTSUM_GPU_LEASE"  # set by a lease to its lock folder: the ranks lock there too
+
+
 def default_lock_dir() -> Path:
-    return Path(os.environ.get("PEFTSUM_GPU_LOCK_DIR",
-                               Path(tempfile.gettempdir()) / "peftsum-gpu-locks"))
+    """One folder per machine, or per SLURM allocation: two allocations on one node both call
+    their GPUs 0, 1, ... and must not take each other's locks."""
+    if "PEFTSUM_GPU_LOCK_DIR" in os.environ:
+        return Path(os.environ["PEFTSUM_GPU_LOCK_DIR"])
+    folder = Path(tempfile.gettempdir()) / "peftsum-gpu-locks"
+    return folder / f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else folder
 
 
 def visible_gpu_ids() -> list[str]:
@@ -50,8 +60,9 @@ class Lease:
         self._files = []
 
 
-def _try_lock(lock_dir: Path, gpu_id: str):
-    f = open(lock_dir / f"gpu{gpu_id}.lock", "a+")  # noqa: SIM115 (held open for the job's life)
+def _flock(path: Path):
+    """The open file holding an exclusive flock on path, or None when another process holds it."""
+    f = open(path, "a+")  # noqa: SIM115 (held open for the job's life)
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -62,6 +73,34 @@ def _try_lock(lock_dir: Path, gpu_id: str):
     f.write(f"{os.getpid()}\n")
     f.flush()
     return f
+
+
+def _try_lock(lock_dir: Path, gpu_id: str):
+    """The job's lock on gpu_id, when neither a job nor a rank left behind by one holds it."""
+    if (f := _flock(lock_dir / f"gpu{gpu_id}.lock")) is None:
+        return None
+    if (rank := _flock(lock_dir / f"gpu{gpu_id}.rank.lock")) is None:
+        f.close()
+        return None
+    rank.close()  # free again for this job's own ranks to take
+    return f
+
+
+_RANK_LOCKS: list = []  # this process's rank locks, held until it exits
+
+
+def hold_rank_lock(local_rank: int) -> bool:
+    """In a rank of a job that leased its GPUs: hold its GPU's rank lock until this process ends.
+
+    False when there was no lease, or another rank holds it (a killed job's worker still on it)."""
+    if not os.environ.get(LEASE_ENV):
+        return False
+    gpu_id = os.environ["CUDA_VISIBLE_DEVICES"].split(",")[local_rank]
+    if (f := _flock(Path(os.environ[LEASE_ENV]) / f"gpu{gpu_id}.rank.lock")) is None:
+        log.warning("GPU %s: another job's rank still holds it", gpu_id)
+        return False
+    _RANK_LOCKS.append(f)
+    return True
 
 
 def _take(n: int, ids: list[str], lock_dir: Path) -> Lease | None:
@@ -80,14 +119,18 @@ def lease(n: int, ids: list[str] | None = None, lock_dir: Path | None = None,
           timeout: float | None = None) -> Lease:
     """Take n free GPUs among ids (default: the visible ones) and set CUDA_VISIBLE_DEVICES.
 
-    Under SLURM the scheduler has already given the job its own GPUs (renumbered from 0 inside
-    the job), so locks would only collide between jobs: the lease then stays out of the way.
+    A SLURM job given exactly its n GPUs uses them without a lease; inside a larger allocation
+    (salloc --gpus=2 running gpu=1 jobs) the jobs lease among the allocation's GPUs.
     """
+    os.environ.pop(LEASE_ENV, None)
     if n == 0:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         return Lease([], [])
+    # CUDA numbers devices fastest first unless told otherwise; nvidia-smi, NVML and SLURM
+    # number them in PCI order: one order, so that an id names the same GPU everywhere.
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     ids = visible_gpu_ids() if ids is None else ids
-    if "SLURM_JOB_ID" in os.environ and "CUDA_VISIBLE_DEVICES" in os.environ:
+    if "SLURM_JOB_ID" in os.environ and len(ids) == n:
         log.info("SLURM job %s: using its GPUs %s, no lease", os.environ["SLURM_JOB_ID"], ids)
         return Lease(ids, [])
     if not ids:
@@ -103,5 +146,6 @@ def lease(n: int, ids: list[str] | None = None, lock_dir: Path | None = None,
             raise TimeoutError(f"no {n} free GPUs among {','.join(ids)} after {timeout:.0f} s")
         time.sleep(POLL_SECONDS)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(got.ids)
+    os.environ[LEASE_ENV] = str(lock_dir)
     log.info("leased GPU %s (CUDA_VISIBLE_DEVICES=%s)", ",".join(got.ids), ",".join(got.ids))
     return got

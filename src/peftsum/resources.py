@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import re
 import resource
 import threading
 import time
@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 def amp_dtype(dev: torch.device, cpu_bf16: bool) -> torch.dtype | None:
     """bf16 on GPUs that support it (fp16 on older ones) and, when asked, on CPUs; else fp32."""
     if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Without including_emulation=False a V100 or T4 says yes and runs bf16 emulated, slowly.
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
     return torch.bfloat16 if cpu_bf16 else None
 
 
@@ -87,45 +89,74 @@ def device_name(dev: torch.device) -> str:
 
 
 class GpuMonitor:
-    """Mean GPU utilisation and energy over a block, through NVML (nvidia-ml-py) when installed."""
+    """Mean GPU utilisation and energy over a block, through NVML (nvidia-ml-py) when installed.
+
+    Figures only: any NVML error (no driver, energy not supported on a MIG slice, ...) leaves
+    the figure blank and the training running.
+    """
 
     def __init__(self, dev: torch.device, every: float = 1.0):
         self.dev, self.every, self.samples, self.energy_j = dev, every, [], None
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._energy_start = None
         self._nvml = self._handle() if dev.type == "cuda" else None
 
     def _handle(self):
+        """(pynvml, the handle of this device) by its UUID, which names the same GPU to CUDA and
+        NVML whatever CUDA_VISIBLE_DEVICES holds (indices, UUIDs or MIG ids); None on failure."""
         try:
             import pynvml
         except ImportError:
             return None
-        pynvml.nvmlInit()
-        index = int(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[self.dev.index or 0])
-        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)
+        try:
+            pynvml.nvmlInit()
+            return pynvml, pynvml.nvmlDeviceGetHandleByUUID(device_uuid(self.dev))
+        except Exception as err:  # noqa: BLE001 (an NVML failure must not stop the run)
+            log.warning("NVML unavailable for %s (%s): no energy or utilisation figures",
+                        self.dev, err)
+            return None
+
+    def _read(self, what: str):
+        """One NVML reading (utilisation or energy counter), None when NVML fails."""
+        nvml, handle = self._nvml
+        try:
+            if what == "energy_mj":
+                return nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            return nvml.nvmlDeviceGetUtilizationRates(handle).gpu
+        except Exception as err:  # noqa: BLE001
+            log.debug("NVML %s failed: %s", what, err)
+            return None
 
     def _sample(self):
-        nvml, handle = self._nvml
         while not self._stop.wait(self.every):
-            self.samples.append(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            if (util := self._read("util_pct")) is not None:
+                self.samples.append(util)
 
     def __enter__(self):
         if self._nvml:
-            nvml, handle = self._nvml
-            self._energy_start = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
+            self._energy_start = self._read("energy_mj")
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        if self._nvml:
+        if self._thread is not None:
             self._stop.set()
             self._thread.join()
-            nvml, handle = self._nvml
-            self.energy_j = (nvml.nvmlDeviceGetTotalEnergyConsumption(handle) - self._energy_start) / 1e3
+        end = self._read("energy_mj") if self._nvml else None
+        if end is not None and self._energy_start is not None:
+            self.energy_j = (end - self._energy_start) / 1e3
 
     def summary(self) -> dict:
         util = sum(self.samples) / len(self.samples) if self.samples else None
         return {"gpu_util_pct": util, "gpu_energy_j": self.energy_j}
+
+
+def device_uuid(dev: torch.device) -> str:
+    """NVML's name of a CUDA device: GPU-<uuid> (MIG slices keep the MIG- torch reports)."""
+    uuid = str(torch.cuda.get_device_properties(dev).uuid)
+    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
 
 
 class Stopwatch:
@@ -143,15 +174,21 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-# Dense bf16/fp16 tensor-core peaks from the vendors' data sheets, matched on the device name.
-# More specific names first: "H100 PCIe" must win over "H100".
-PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12),
-              ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12), ("RTX 4090", 165e12),
-              ("V100", 125e12), ("T4", 65e12)]
+# Dense bf16 (V100, T4: fp16) tensor-core peaks from the vendors' data sheets (half the
+# "with sparsity" figure), by the words of the name torch.cuda.get_device_name reports.
+PEAK_FLOPS = {("H100",): 989e12, ("H100", "PCIe"): 756e12, ("H100", "NVL"): 835e12,
+              ("H200",): 989e12, ("H200", "NVL"): 835e12, ("GH200",): 989e12,
+              ("A100",): 312e12, ("L40S",): 362e12, ("L40",): 181e12, ("L4",): 121e12,
+              ("A10",): 125e12, ("RTX", "4090"): 165e12, ("V100",): 125e12, ("T4",): 65e12}
 
 
 def peak_flops(name: str) -> float | None:
-    return next((peak for key, peak in PEAK_FLOPS if key in name), None)
+    """The data-sheet peak of the GPU called name; the entry with the most words that all are
+    words of the name wins ("NVIDIA L40" is not an L4, "NVIDIA H100 NVL" not an H100 SXM).
+    None for a GPU not in the table (an A10G is not an A10) or the CPU."""
+    words = set(re.split(r"[\s\-_]+", name.upper()))
+    matches = [key for key in PEAK_FLOPS if {w.upper() for w in key} <= words]
+    return PEAK_FLOPS[max(matches, key=len)] if matches else None
 
 
 def training_flops_per_token(base: torch.nn.Module, blocks, head: torch.nn.Module) -> dict:

@@ -161,7 +161,11 @@ def _torchrun(method: Method, training: TrainingConfig, seed: int, model_dir, da
     if checkpoint_dir:
         command += ["--checkpoint-dir", str(checkpoint_dir)]
     log.info("data-parallel over %d processes: %s", processes, " ".join(command))
-    if subprocess.run(command, check=False).returncode:
+    # Every rank's output (rank 0's log, the others' warnings, any traceback) into this job's
+    # log file: the same open file, so the lines follow this process's own.
+    log_file = next((h.stream for h in logging.getLogger().handlers
+                     if isinstance(h, logging.FileHandler)), None)
+    if subprocess.run(command, check=False, stdout=log_file, stderr=log_file).returncode:
         raise UserError(f"torchrun training of {method.name} failed (see the log above)")
 
 

@@ -46,6 +46,9 @@ from peftsum.resources import (
 log = logging.getLogger(__name__)
 
 
+RANK_SEED_STRIDE = 1_000_003  # rank r > 0 draws from seed + r x this: apart from other seeds
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -110,6 +113,18 @@ class Trainer:
         return [batches[i:i + ga] for i in range(0, len(batches), ga)]
 
     # --- one optimizer step -----------------------------------------------------------------
+    def _batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.dev) for k, v in
+                collate([self.train_set[j] for j in indices], self.pad_id).items()}
+
+    def _join_reduce(self, indices: list[int]) -> None:
+        """A forward and backward through the DDP module at zero weight: its gradient hooks
+        then take part in the all-reduce with zeros (a backward outside the DDP forward never
+        reaches them, and the other ranks would wait for this one for ever)."""
+        with autocast(self.dev, self.dtype):
+            nll, _ = summary_nll(self.net, self._batch(indices))
+        self.scaler.scale(nll * 0.0).backward()
+
     def _step(self, micro_batches: list[list[int]]) -> dict:
         """Forward and backward of this rank's micro-batches, then the update of all ranks.
 
@@ -119,15 +134,13 @@ class Trainer:
         mine = micro_batches[self.rank::self.world]
         scale = self.world / len(micro_batches)
         stats = {"loss": 0.0, "tokens": 0, "samples": 0, "pad": 0.0, "micro": len(mine)}
-        for i, indices in enumerate(mine or [None]):
-            last = i == max(len(mine), 1) - 1
+        if not mine:  # a short last step left this rank nothing: it must still join the reduce
+            self._join_reduce(micro_batches[0])
+        for i, indices in enumerate(mine):
+            last = i == len(mine) - 1
             no_sync = self.net.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
             with no_sync:
-                if indices is None:  # a short last step left this rank nothing: join the reduce
-                    (sum(p.sum() for p in self.params) * 0.0).backward()
-                    continue
-                batch = {k: v.to(self.dev) for k, v in
-                         collate([self.train_set[j] for j in indices], self.pad_id).items()}
+                batch = self._batch(indices)
                 with autocast(self.dev, self.dtype):
                     nll, n_tokens = summary_nll(self.net, batch)
                 loss = nll / max(1, n_tokens)
@@ -172,9 +185,15 @@ class Trainer:
                  row["train_loss"], row["lr"], row["tokens_per_s"], 100 * row["pad_fraction"])
 
     def _save_checkpoint(self) -> None:
-        if self.checkpoint_dir is None or not distributed.is_main():
+        if self.checkpoint_dir is None:
+            return
+        # Each rank's own RNG state (dropout masks differ by rank): a resumed run is then the
+        # uninterrupted one on every rank, not only on rank 0.
+        rank_rng = distributed.all_gather(checkpoint.rng_state())
+        if not distributed.is_main():
             return
         checkpoint.save(self.checkpoint_dir, {
+            "rank_rng": rank_rng,
             "fingerprint": self.fingerprint, "step": self.state["step"],
             "state": json.dumps(self.state), "rows": json.dumps(self.rows),
             "weights": trainable_state(self.model), "best_weights": self.best_weights or {},
@@ -194,6 +213,8 @@ class Trainer:
         self.state.update(json.loads(saved["state"]))  # in place: fit() holds a reference
         self.rows = json.loads(saved["rows"])
         self.best_weights = saved["best_weights"] or None
+        if len(saved.get("rank_rng", [])) == self.world:  # the load set rank 0's on every rank
+            checkpoint.set_rng_state(saved["rank_rng"][self.rank])
 
     def _done(self) -> bool:
         return self.state["stopped_early"] or self.state["step"] >= self.total_steps
@@ -267,6 +288,9 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
     seed_everything(seed)  # before any random init (LoRA's A matrices)
     model, tokenizer = models.load(model_dir)
     model, counts = method.wrap(model, tokenizer)
+    rank = distributed.world()[0]
+    if rank:  # its own dropout masks from here on; the initial weights are rank 0's (DDP)
+        seed_everything(seed + RANK_SEED_STRIDE * rank)
     trainer = Trainer(model, tokenizer, method, cfg, seed,
                       read_jsonl(Path(data_dir) / "train.jsonl"),
                       read_jsonl(Path(data_dir) / "validation.jsonl"), dev, checkpoint_dir,
@@ -276,6 +300,8 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
              cfg.attention)
     with GpuMonitor(dev) as gpu_monitor:
         state = trainer.fit()
+    ranks = distributed.all_gather({**gpu_monitor.summary(), **peak_gpu_mb(),
+                                    "peak_rss_mb": peak_rss_mb()})
     if not distributed.is_main():
         distributed.teardown()
         return {}
@@ -287,7 +313,7 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
         metadata["template"] = provenance["template"]
     with atomic_path(out_dir / "trainable.safetensors") as tmp:
         save_trainable(trainer.model, tmp, metadata)
-    summary = {**_summary(trainer, counts, state, gpu_monitor.summary(),
+    summary = {**_summary(trainer, counts, state, over_ranks(ranks),
                           (out_dir / "trainable.safetensors").stat().st_size), **(provenance or {})}
     write_jsonl(out_dir / "steps.jsonl", trainer.rows)
     write_json(out_dir / "run.json", summary)  # last: its presence means the run is complete
@@ -297,7 +323,21 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
     return summary
 
 
-def _summary(trainer: Trainer, counts, state: dict, gpu: dict, weights_bytes: int) -> dict:
+def over_ranks(ranks: list[dict]) -> dict:
+    """Every rank's figures, and over ranks: energy summed (all GPUs used it), utilisation
+    averaged, peak memory the largest of one process or GPU."""
+    def values(key):
+        found = [r[key] for r in ranks]
+        return None if None in found else found
+
+    energy, util = values("gpu_energy_j"), values("gpu_util_pct")
+    peaks = {k: max(v) if (v := values(k)) else None
+             for k in ("peak_rss_mb", "peak_gpu_mb", "peak_gpu_reserved_mb")}
+    return {"gpu_energy_j": sum(energy) if energy else None,
+            "gpu_util_pct": sum(util) / len(util) if util else None, **peaks, "per_rank": ranks}
+
+
+def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
     base = unwrap(trainer.model)
     flops = training_flops_per_token(trainer.model, decoder_blocks(base),
                                      base.get_output_embeddings())
@@ -315,12 +355,12 @@ def _summary(trainer: Trainer, counts, state: dict, gpu: dict, weights_bytes: in
             "samples_seen": state["samples"],
             # Real (non-pad) tokens per wall-clock second, validation passes included.
             "tokens_per_s": state["tokens"] / seconds, "samples_per_s": state["samples"] / seconds,
-            "peak_rss_mb": peak_rss_mb(), **peak_gpu_mb(), "device": device_name(trainer.dev),
+            "device": device_name(trainer.dev),
             "gpu_count": world if trainer.dev.type == "cuda" else 0,
             "precision": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "float32",
             "attention": trainer.cfg.attention, "flops_per_token": flops, "train_flops": total_flops,
             "mfu": total_flops / seconds / (peak * world) if peak else None,
-            "checkpoint_mb": weights_bytes / 2**20, **gpu,
+            "checkpoint_mb": weights_bytes / 2**20, **measured,
         },
         "best": {"step": state["best_step"], "val_loss": state["best_val_loss"]},
         "stopped_early": state["stopped_early"],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from peftsum import distributed, methods
+from peftsum import distributed, gpu, methods
 from peftsum.bench import generation, machine, presets, report, training
 from peftsum.errors import UserError
 from peftsum.io import write_json
@@ -206,6 +206,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_gpu() -> gpu.Lease:
+    """Every variant on the same single GPU, before CUDA starts (the variants' processes inherit
+    CUDA_VISIBLE_DEVICES): the HF Trainer would spread over all visible GPUs (DataParallel)."""
+    return gpu.lease(1, ids=gpu.visible_gpu_ids())
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
@@ -215,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.variant:
         _child(args)
         return None
+    held = one_gpu()  # noqa: F841 (kept for the whole bench)
     try:
         results = bench(args)
     except UserError as err:

@@ -1,0 +1,126 @@
+"""DDP on CPU (gloo): a step with fewer micro-batches than ranks, per-rank figures and RNG."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT, snakemake
+from test_training import train_command as train_with, val_losses, weights
+
+DDP_TIMEOUT_S = 300  # a rank left out of the all-reduce hangs (NCCL) or aborts (gloo)
+
+
+def run(args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          check=False, timeout=DDP_TIMEOUT_S)
+
+
+def torchrun(*args):
+    return run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args])
+
+
+def train_command(root, out, extra=()):
+    """`python -m peftsum train` of LoRA with the config odd_steps wrote into root."""
+    return train_with(root, out, json.loads((root / "config.json").read_text()), extra=extra)
+
+
+def train_curve(folder):
+    rows = [json.loads(line) for line in (folder / "steps.jsonl").read_text().splitlines()]
+    return [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
+
+
+@pytest.fixture
+def odd_steps(smoke, tmp_path):
+    """The smoke data in 7 micro-batches of 5 (32 examples), 2 per step: each epoch's last step
+    has one micro-batch, so one of two ranks has none there."""
+    root, config = smoke
+    config = json.loads(json.dumps(config))
+    config["training"].update(batch_size=5, grad_accum=2, log_every=1)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for name in ("model", "tokenized"):
+        (tmp_path / name).symlink_to(root / name)
+    return tmp_path
+
+
+def test_a_rank_without_a_micro_batch_joins_the_all_reduce(odd_steps):
+    single = run(train_command(odd_steps, odd_steps / "one"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = torchrun(*train_command(odd_steps, odd_steps / "two"))
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = train_curve(odd_steps / "one"), train_curve(odd_steps / "two")
+    assert [s for s, _ in two] == [s for s, _ in one] and len(one) >= 4
+    # The zero-weight pass adds nothing: the updates, so the later losses, are the same.
+    assert [loss for _, loss in two] == pytest.approx([loss for _, loss in one], rel=1e-4)
+    assert val_losses(odd_steps / "two") == pytest.approx(val_losses(odd_steps / "one"), rel=1e-4)
+    resources = json.loads((odd_steps / "two" / "run.json").read_text())["resources"]
+    assert len(resources["per_rank"]) == 2  # each rank's memory and energy, not rank 0's alone
+    assert resources["peak_rss_mb"] == max(r["peak_rss_mb"] for r in resources["per_rank"])
+
+
+def kill_ranks_after_first_checkpoint(args, checkpoints):
+    """Start a 2-rank run and SIGKILL its ranks (own sessions, as torchrun starts them) once
+    the first checkpoint is written; the launcher then exits."""
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc_per_node=2", *args],
+                                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + DDP_TIMEOUT_S
+    while not (checkpoints / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ranks = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True,
+                           check=False).stdout.split()
+    for pid in ranks:
+        os.kill(int(pid), signal.SIGKILL)
+    launcher.wait(timeout=60)
+    assert (checkpoints / "checkpoint.pt").exists() and len(ranks) == 2
+
+
+def test_a_resumed_ddp_run_with_dropout_is_the_uninterrupted_one(odd_steps):
+    """LoRA dropout 0.1: each rank's masks come from its own RNG, which the resume restores."""
+    root = tmp_path = odd_steps
+    config = json.loads((root / "config.json").read_text())
+    assert config["methods"]["lora"].get("dropout", 0.1) > 0
+    assert config["training"]["checkpoint_every"] < 8  # a checkpoint before the run ends
+    reference = torchrun(*train_command(root, tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    checkpoints = tmp_path / "ckpt"
+    args = train_command(root, tmp_path / "run", extra=["--checkpoint-dir", str(checkpoints)])
+    kill_ranks_after_first_checkpoint(args, checkpoints)
+    assert not (tmp_path / "run" / "run.json").exists()
+    resumed = torchrun(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    assert val_losses(tmp_path / "run") == pytest.approx(val_losses(tmp_path / "ref"), rel=1e-5)
+    ref, got = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_two_gpu_training_job_runs_torchrun_and_logs_every_rank_to_its_log(tmp_path):
+    """The workflow's own path to DDP: gpu: 2 leases two (here fake) GPUs, the job starts two
+    ranks through torchrun (gloo on this CPU), and their output lands in logs/train/."""
+    config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    config["training"].update(epochs=1, grad_accum=2)  # each step's 2 micro-batches, 1 a rank
+    config["methods"] = {"lora": config["methods"]["lora"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {"CUDA_VISIBLE_DEVICES": "0,1", "PEFTSUM_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    done = snakemake(tmp_path, tmp_path / "config.yaml", "--until", "train", "--resources",
+                     "gpu=2", "--set-resources", "train:gpu=2", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted((tmp_path / "results" / "train").glob("*/**/run.json"))
+    assert runs
+    for run_file in runs:
+        assert json.loads(run_file.read_text())["hparams"]["world_size"] == 2
+    logs = sorted((tmp_path / "logs" / "train").glob("*.log"))
+    assert len(logs) == len(runs)
+    for log_file in logs:
+        text = log_file.read_text()
+        assert "data-parallel over 2 processes" in text  # the job's own line, then the ranks'
+        assert "validation loss" in text and "trainable" in text
