@@ -81,13 +81,14 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
 
 
 def export(model, tokenizer, run: dict, out_dir: Path) -> str:
-    """LoRA: a standard PEFT adapter folder; last layers: a full save_pretrained model folder."""
+    """The PEFT kinds: a standard PEFT adapter folder; last layers and BitFit (which change the
+    model's own weights): a full save_pretrained model folder."""
     out_dir = Path(out_dir)
     kind = run["method"]["kind"]
-    if kind == "lora":
+    if hasattr(model, "peft_config"):  # a PeftModel
         model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
         return f"PEFT adapter: PeftModel.from_pretrained(base, '{out_dir}')"
-    if kind == "last_layers":
+    if kind in ("last_layers", "bitfit"):
         unwrap(model).save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"

@@ -1,7 +1,9 @@
 """The method registry: a config entry {kind, hyperparameters} becomes a Method.
 
 Each kind is a small module with Params, apply(model, tokenizer, params), expected_trainable and
-describe. The training loop asks the method; methods never import train or evaluate.
+describe; optionally regularization(model, params) (a term added to the loss) and
+after_optimizer_step(model, step) (called after each optimizer step, gradients still there).
+The training loop asks the method; methods never import train or evaluate.
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ from types import ModuleType
 from torch import nn
 
 from peftsum.errors import UserError
-from peftsum.methods import full, last_layers, lora, prompt_tuning
+from peftsum.methods import (
+    adalora,
+    bitfit,
+    full,
+    ia3,
+    last_layers,
+    lora,
+    p_tuning,
+    peft_config,
+    prefix_tuning,
+    prompt_tuning,
+)
 from peftsum.methods.common import load_trainable
 from peftsum.models import count_parameters
 
@@ -22,6 +35,12 @@ KINDS: dict[str, ModuleType] = {
     "lora": lora,
     "last_layers": last_layers,
     "full": full,
+    "bitfit": bitfit,
+    "ia3": ia3,
+    "prefix_tuning": prefix_tuning,
+    "p_tuning": p_tuning,
+    "adalora": adalora,
+    "peft": peft_config,
 }
 
 
@@ -62,6 +81,17 @@ class Method:
         total = count_parameters(wrapped)
         return wrapped, ParamCounts(trainable, total - base_total, total, base_total, formula)
 
+    def regularization(self, model: nn.Module):
+        """A term the method adds to the training loss (AdaLoRA's orthogonality), or None."""
+        term = getattr(self.module, "regularization", None)
+        return term(model, self.params) if term else None
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        """The method's own per-step update (AdaLoRA's rank budget); step counts from 0."""
+        hook = getattr(self.module, "after_optimizer_step", None)
+        if hook:
+            hook(model, step)
+
     def load_for_inference(self, model: nn.Module, tokenizer, weights) -> nn.Module:
         """The base model with this method's trained weights, ready to generate.
 
@@ -86,8 +116,7 @@ def from_config(name: str, spec: dict) -> Method:
     if unknown:
         raise UserError(f"config: methods.{name}: unknown key {unknown[0]!r} for kind {kind} "
                         f"(allowed: {', '.join(allowed)})")
-    if isinstance(spec.get("target_modules"), list):
-        spec["target_modules"] = tuple(spec["target_modules"])
+    spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}  # module names
     return Method(name, kind, params_cls(**spec))
 
 
