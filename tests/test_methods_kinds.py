@@ -11,11 +11,12 @@ from peftsum import restore
 from peftsum.config import EvalConfig
 from peftsum.data.batches import collate
 from peftsum.errors import UserError
-from peftsum.evaluate import generate
+from peftsum.evaluate import generate, mean_loss
 from peftsum.kv_cache import GrowingLayer, growing_cache
 from peftsum.loss import summary_nll
 from peftsum.methods import from_config
 from peftsum.methods.common import load_trainable, save_trainable
+from peftsum.resources import place_for_inference
 
 GPT2_SMALL = 124_439_808  # FACTS.md
 L, D = 12, 768  # GPT-2 small: blocks, width; c_attn 768 -> 2304, c_fc 768 -> 3072
@@ -160,6 +161,22 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tokenizer, spec):
     batched = _generate(model, tokenizer, batch_size=3)
     assert batched == _generate(model, tokenizer, batch_size=1)
     assert batched != _generate(tiny().eval(), tokenizer, batch_size=3)
+
+
+@pytest.mark.parametrize("spec", TINY_SPECS, ids=IDS)
+def test_every_kind_evaluates_under_cpu_bf16(tokenizer, spec):
+    """As evaluation runs it with cpu_bf16: adapters merged, frozen weights stored in bf16."""
+    model = _perturbed(spec, tokenizer)
+    if hasattr(model, "merge_adapter"):
+        model.merge_adapter()
+    place_for_inference(model, torch.device("cpu"), torch.bfloat16)
+    examples = [{**e, "input_ids": e["input_ids"] + [50256]} for e in _examples(tokenizer)]
+    loss = mean_loss(model, examples, 2, tokenizer.pad_token_id, torch.device("cpu"), torch.bfloat16)
+    assert 0 < loss < 20
+    cfg = EvalConfig.from_dict({"batch_size": 3, "max_new_tokens": 4, "num_beams": 2})
+    outputs = generate(model, tokenizer, _examples(tokenizer), cfg, torch.device("cpu"),
+                       torch.bfloat16)
+    assert all(o["n_tokens"] > 0 for o in outputs)
 
 
 def test_prefix_tuning_generates_into_the_given_in_place_cache(tokenizer):

@@ -12,6 +12,7 @@ uses PEFT's forward unchanged; only generation differs:
 
 from __future__ import annotations
 
+import torch
 from peft import PeftModelForCausalLM
 from transformers import Cache
 
@@ -31,6 +32,16 @@ class PrefixTuningModel(PeftModelForCausalLM):
 
 
 class PromptEncoderModel(PeftModelForCausalLM):
+    def get_prompt(self, batch_size: int, task_ids=None, max_cache_len=None):
+        encoder = self.prompt_encoder[self.active_adapter]
+        if not (torch.is_autocast_enabled("cpu") and hasattr(encoder, "lstm_head")):
+            return super().get_prompt(batch_size, task_ids, max_cache_len)
+        # oneDNN has no bf16 LSTM: the (small) encoder runs in fp32, its weights too (evaluation
+        # stores frozen Linear weights in bf16, resources.cast_frozen_weights).
+        with torch.autocast("cpu", enabled=False):
+            encoder.float()
+            return super().get_prompt(batch_size, task_ids, max_cache_len)
+
     def generate(self, input_ids, attention_mask, **kwargs):
         prompt = self.get_prompt(batch_size=len(input_ids))  # (B, P, C) from the prompt encoder
         return generate_after(self.get_base_model(), prompt, input_ids, attention_mask, **kwargs)
