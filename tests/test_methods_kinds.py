@@ -1,26 +1,35 @@
 """The kinds beyond the first four (issue 14): counts on GPT-2 small, frozen weights, saved files,
 restore, batched generation, AdaLoRA's per-step hook and PEFT exports."""
 
+import contextlib
+import io
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import gpt2
 from peft import PeftModel
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
-from peftsum import restore
+from peftsum import config, models, restore
+from peftsum.bench import presets
+from peftsum.bench.__main__ import main as bench_main
 from peftsum.config import EvalConfig
 from peftsum.data.batches import collate
 from peftsum.errors import UserError
 from peftsum.evaluate import generate, mean_loss
+from peftsum.io import read_jsonl
 from peftsum.kv_cache import GrowingLayer, growing_cache
 from peftsum.loss import summary_nll
-from peftsum.methods import from_config
+from peftsum.methods import KINDS, all_from_config, from_config
 from peftsum.methods.common import load_trainable, save_trainable
 from peftsum.resources import place_for_inference
 
 GPT2_SMALL = 124_439_808  # FACTS.md
 L, D = 12, 768  # GPT-2 small: blocks, width; c_attn 768 -> 2304, c_fc 768 -> 3072
 LORA_C_ATTN = 294_912  # FACTS.md: r=8 on c_attn
+ROOT = Path(__file__).resolve().parents[1]
 
 # GPT-2 small's exact counts, each from its formula written out by hand.
 SMALL_COUNTS = [
@@ -264,3 +273,68 @@ def test_peft_kinds_export_an_adapter_that_peft_loads(tokenizer, tmp_path, spec)
         a = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         b = loaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(a, b)
+
+
+NEW_IN_SMOKE = ["bitfit", "ia3", "prefix_tuning", "p_tuning", "adalora", "vera"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", NEW_IN_SMOKE)
+def test_smoke_runs_restore_to_the_evaluation_predictions_and_export(smoke_workflow, tmp_path,
+                                                                      method, monkeypatch):
+    monkeypatch.chdir(smoke_workflow)  # the run records its base model relative to the workdir
+    run_dir = smoke_workflow / "results" / "train" / method / "seed0"
+    articles = read_jsonl("results/data/split/test.jsonl")
+    expected = read_jsonl(f"results/eval/{method}/seed0/predictions.jsonl")
+    model, tokenizer, run = restore.load_run(run_dir)
+    got = restore.summarize(model, tokenizer, run, [a["article"] for a in articles],
+                            restore.decoding(run))
+    assert got == [e["prediction"] for e in expected]
+
+    restore.export(model, tokenizer, run, tmp_path / "export")
+    base = models.load(smoke_workflow / "resources" / "models" / "tiny-gpt2")[0]
+    if method == "bitfit":  # its own weights changed: a whole model
+        exported = AutoModelForCausalLM.from_pretrained(tmp_path / "export")
+    else:
+        exported = PeftModel.from_pretrained(base, tmp_path / "export")
+    batch = _batch(tokenizer)
+    model.float().eval()
+    with torch.no_grad():
+        a = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        b = exported.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # restored adapters are merged
+
+
+def test_methods_config_has_every_family_and_each_wraps_a_llama(tokenizer):
+    """config/methods.yaml on a tiny model of the demo's architecture (Llama: no biases)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = config.load(ROOT / "config" / "methods.yaml")
+    methods = all_from_config(cfg)
+    assert {m.kind for m in methods} == set(KINDS) - {"bitfit"}
+    assert next(m for m in methods if m.kind == "adalora").params.total_step == \
+        cfg["training"]["max_steps"]
+    for method in methods:
+        torch.manual_seed(0)
+        llama = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32,
+                                             intermediate_size=64, num_attention_heads=4,
+                                             num_key_value_heads=2, vocab_size=50257))
+        _, counts = method.wrap(llama, tokenizer)
+        assert counts.trainable > 0
+
+
+
+@pytest.mark.slow
+def test_bench_trains_every_new_kind_alike_in_its_three_loops(tmp_path):
+    """Our loop, the HF Trainer (with the method's per-step hook) and the plain padded loop:
+    the same losses for each kind (tiny-kinds preset: fp32, no dropout)."""
+    argv = ["--preset", "tiny-kinds", "--in-process", "--parts", "train", "--threads", "1",
+            "--models-dir", str(tmp_path / "models"), "--config-dir", str(ROOT / "config"),
+            "--out", str(tmp_path / "bench.json")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = bench_main(argv)
+    assert set(results["training"]) == set(presets.preset("tiny-kinds", ROOT / "config").methods)
+    for method, variants in results["training"].items():
+        assert set(variants) == {"ours", "hf_trainer", "pad_to_max"}
+        for name, row in variants.items():
+            assert row["loss_gap"] < 1e-4 and row["train_loss_gap"] < 1e-4, (method, name, row)
