@@ -88,14 +88,18 @@ IDS = [f"{s['kind']}-{'-'.join(f'{k}={v}' for k, v in s.items() if k != 'kind')}
        for s in TINY_SPECS]
 
 
-def _batch(tokenizer):
+def _training_examples(tokenizer):
     examples = []
     for article, summary in [("The cat sat on the mat all day long.", " A cat sat."),
                              ("Stocks rose sharply on Monday after the news.", " Stocks rose.")]:
         source = tokenizer(article + "\nTL;DR:")["input_ids"]
         examples.append({"input_ids": source + tokenizer(summary)["input_ids"] + [50256],
                          "source_len": len(source)})
-    return collate(examples, tokenizer.pad_token_id)
+    return examples
+
+
+def _batch(tokenizer):
+    return collate(_training_examples(tokenizer), tokenizer.pad_token_id)
 
 
 def _train_step(method, model, batch):
@@ -338,3 +342,19 @@ def test_bench_trains_every_new_kind_alike_in_its_three_loops(tmp_path):
         assert set(variants) == {"ours", "hf_trainer", "pad_to_max"}
         for name, row in variants.items():
             assert row["loss_gap"] < 1e-4 and row["train_loss_gap"] < 1e-4, (method, name, row)
+
+
+def test_the_training_loop_calls_adalora_after_every_step(tokenizer):
+    """Trainer.fit() itself: at the end of AdaLoRA's schedule only the budget is left."""
+    from peftsum.config import TrainingConfig
+    from peftsum.train import Trainer
+
+    method = from_config("m", {"kind": "adalora", "init_r": 4, "target_r": 1, "total_step": 3,
+                               "tfinal": 1, "lr": 1e-2})
+    model, _ = method.wrap(tiny(), tokenizer)
+    examples = _training_examples(tokenizer)
+    cfg = TrainingConfig.from_dict({"epochs": 3, "batch_size": 2, "eval_every": 100,
+                                    "patience": None, "log_every": 1, "checkpoint_every": 100})
+    Trainer(model, tokenizer, method, cfg, 0, examples, examples, torch.device("cpu")).fit()
+    values = torch.cat([p.flatten() for n, p in model.named_parameters() if "lora_E" in n])
+    assert int((values != 0).sum()) == 1 * 2  # target_r x adapted layers

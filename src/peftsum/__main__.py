@@ -102,7 +102,8 @@ def parser() -> argparse.ArgumentParser:
     summ.add_argument("--no-repeat-ngram-size", type=int, default=None)
     summ.add_argument("--batch-size", type=int, default=None)
     summ.add_argument("--export", default=None, metavar="DIR",
-                      help="also export: LoRA as a PEFT adapter folder, last layers as a model")
+                      help="also export: the PEFT kinds as a PEFT adapter folder, last layers "
+                           "and BitFit as a model")
     summ.set_defaults(func=_summarize, log=None)
 
     pad = sub.add_parser("padding", help="pad-token share of random, length-grouped and fixed-width "
