@@ -149,10 +149,20 @@ def _examples(tokenizer):
             (tokenizer(a + "\nTL;DR:")["input_ids"] for a in ARTICLES)]
 
 
-def _perturbed(spec, tokenizer):
-    """The method on a tiny GPT-2 with its trainable weights moved off their (often neutral)
+def tiny_llama():
+    """The demo model's architecture, tiny: grouped-query attention, RoPE, no biases."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                        num_attention_heads=4, num_key_value_heads=2,
+                                        vocab_size=50257))
+
+
+def _perturbed(spec, tokenizer, make=tiny):
+    """The method on a tiny model with its trainable weights moved off their (often neutral)
     initial values, as training would."""
-    wrapped, _ = from_config("m", spec).wrap(tiny(), tokenizer)
+    wrapped, _ = from_config("m", spec).wrap(make(), tokenizer)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in wrapped.parameters():
@@ -174,6 +184,20 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tokenizer, spec):
     batched = _generate(model, tokenizer, batch_size=3)
     assert batched == _generate(model, tokenizer, batch_size=1)
     assert batched != _generate(tiny().eval(), tokenizer, batch_size=3)
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "prefix_tuning", "num_virtual_tokens": 4},
+    {"kind": "p_tuning", "num_virtual_tokens": 4, "encoder_hidden_size": 16},
+    {"kind": "lora", "init": "olora", "use_dora": True, "r": 4},
+    {"kind": "peft", "config": "LoHaConfig", "kwargs": {"r": 4, "target_modules": ["q_proj"]}},
+], ids=["prefix_tuning", "p_tuning", "dora-olora", "loha"])
+def test_batched_generation_equals_one_at_a_time_on_llama(tokenizer, spec):
+    """Grouped-query attention: the prefix has fewer key/value heads than queries."""
+    model = _perturbed(spec, tokenizer, tiny_llama)
+    batched = _generate(model, tokenizer, batch_size=3)
+    assert batched == _generate(model, tokenizer, batch_size=1)
+    assert batched != _generate(tiny_llama().eval(), tokenizer, batch_size=3)
 
 
 @pytest.mark.parametrize("spec", TINY_SPECS, ids=IDS)
@@ -236,12 +260,8 @@ def test_adalora_without_total_step_is_a_one_line_error(tokenizer):
     ({"kind": "peft", "config": "VeraConfig", "kwargs": {"nonsense": 1}}, "PEFT VeraConfig"),
 ])
 def test_impossible_settings_are_one_line_errors(tokenizer, spec, message):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    llama = LlamaForCausalLM(LlamaConfig(num_hidden_layers=1, hidden_size=16, intermediate_size=32,
-                                         num_attention_heads=2, vocab_size=64))
     with pytest.raises(UserError, match=message):
-        from_config("m", spec).wrap(llama, tokenizer)
+        from_config("m", spec).wrap(tiny_llama(), tokenizer)
 
 
 def test_olora_on_gpt2_conv1d_is_a_one_line_error(tokenizer):
@@ -311,19 +331,13 @@ def test_smoke_runs_restore_to_the_evaluation_predictions_and_export(smoke_workf
 
 def test_methods_config_has_every_family_and_each_wraps_a_llama(tokenizer):
     """config/methods.yaml on a tiny model of the demo's architecture (Llama: no biases)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     cfg = config.load(ROOT / "config" / "methods.yaml")
     methods = all_from_config(cfg)
     assert {m.kind for m in methods} == set(KINDS) - {"bitfit"}
     assert next(m for m in methods if m.kind == "adalora").params.total_step == \
         cfg["training"]["max_steps"]
     for method in methods:
-        torch.manual_seed(0)
-        llama = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32,
-                                             intermediate_size=64, num_attention_heads=4,
-                                             num_key_value_heads=2, vocab_size=50257))
-        _, counts = method.wrap(llama, tokenizer)
+        _, counts = method.wrap(tiny_llama(), tokenizer)
         assert counts.trainable > 0
 
 
