@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install demo test test-slurm gpu-check lint clean
+.PHONY: install demo methods test test-slurm gpu-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
 	@echo "Report: results/report/report.html"
+
+# Every family of method on the demo's model and data (config/methods.yaml), in its own folder so
+# that it leaves the demo's results alone.
+methods: $(STAMP)
+	$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile --configfile $(CURDIR)/config/methods.yaml \
+		--cores $(CORES) --directory methods-run
+	@echo "Report: methods-run/results/report/report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -43,4 +50,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 clean:
-	rm -rf results logs benchmarks .snakemake
+	rm -rf results logs benchmarks .snakemake methods-run

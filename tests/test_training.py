@@ -71,14 +71,16 @@ def test_resumes_after_sigkill_with_the_same_result(smoke, tmp_path):
     assert not (checkpoints / "checkpoint.pt").exists()  # removed once the run is complete
 
 
-def test_ddp_on_cpu_follows_the_single_process_loss_curve(smoke, tmp_path):
+# Prefix tuning enters through the KV cache, IA3 rescales inside the layers (issue 14).
+@pytest.mark.parametrize("method", ["lora", "prefix_tuning", "ia3"])
+def test_ddp_on_cpu_follows_the_single_process_loss_curve(smoke, tmp_path, method):
     root, config = smoke
     # Two ranks share each step's two micro-batches.
     config = {**config, "training": {**config["training"], "grad_accum": 2}}
-    single = run(train_command(root, tmp_path / "one", config))
+    single = run(train_command(root, tmp_path / "one", config, method))
     assert single.returncode == 0, single.stderr[-2000:]
     ddp = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               *train_command(root, tmp_path / "two", config)])
+               *train_command(root, tmp_path / "two", config, method)])
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     def curve(folder):

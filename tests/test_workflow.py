@@ -25,7 +25,8 @@ def smoke_config(tmp_path: Path, **changes) -> Path:
 def test_smoke_workflow_end_to_end(smoke_workflow):
     tmp_path = smoke_workflow
     rows = json.loads((tmp_path / "results" / "metrics.json").read_text())
-    assert [r["name"] for r in rows] == ["prompt_tuning", "lora", "last_layers", "zero_shot", "lead3"]
+    methods = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())["methods"]
+    assert [r["name"] for r in rows] == [*methods, "zero_shot", "lead3"]
     assert rows[0]["trainable_params"] == 8 * 64  # n_tokens x d_model of the smoke config
     for row in rows:
         assert 0 <= row["rougeL"] <= 100

@@ -145,8 +145,8 @@ def parser() -> argparse.ArgumentParser:
     summ.add_argument("--no-repeat-ngram-size", type=_at_least(0), default=None)
     summ.add_argument("--batch-size", type=_at_least(1), default=None)
     summ.add_argument("--export", default=None, metavar="DIR",
-                      help="also export: LoRA as a PEFT adapter folder, last layers as a model "
-                           "(DIR must be empty or new)")
+                      help="also export: the PEFT kinds as a PEFT adapter folder, last layers "
+                           "and BitFit as a model (DIR must be empty or new)")
     summ.add_argument("--force", action="store_true",
                       help="let --export write into a non-empty DIR (never under resources/)")
     summ.set_defaults(func=_summarize, log=None)

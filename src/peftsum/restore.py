@@ -98,7 +98,11 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
     return [o["text"] for o in outputs]
 
 
-EXPORTS = ("lora", "last_layers")
+# Kinds whose model is a PeftModel (a standard adapter folder), and kinds that change the
+# model's own weights (a save_pretrained model folder).
+PEFT_EXPORTS = ("lora", "ia3", "prefix_tuning", "p_tuning", "adalora", "peft")
+MODEL_EXPORTS = ("last_layers", "bitfit")
+EXPORTS = PEFT_EXPORTS + MODEL_EXPORTS
 
 
 def _require_export_format(kind: str) -> None:
@@ -133,14 +137,15 @@ def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path
 
 
 def export(model, tokenizer, run: dict, out_dir: Path) -> str:
-    """LoRA: a standard PEFT adapter folder; last layers: a full save_pretrained model folder."""
+    """The PEFT kinds: a standard PEFT adapter folder; last layers and BitFit (which change the
+    model's own weights): a full save_pretrained model folder."""
     out_dir = Path(out_dir)
     kind = run["method"]["kind"]
     _require_export_format(kind)
-    if kind == "lora":
+    if kind in PEFT_EXPORTS:
         model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
         return f"PEFT adapter: PeftModel.from_pretrained(base, '{out_dir}')"
-    unwrap(model).save_pretrained(out_dir, safe_serialization=True)  # last_layers
+    unwrap(model).save_pretrained(out_dir, safe_serialization=True)  # last_layers, bitfit
     tokenizer.save_pretrained(out_dir)
     return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"
 

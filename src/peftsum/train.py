@@ -144,7 +144,8 @@ class Trainer:
                 with autocast(self.dev, self.dtype):
                     nll, n_tokens = summary_nll(self.net, batch)
                 loss = nll / max(1, n_tokens)
-                self.scaler.scale(loss * scale).backward()
+                extra = self.method.regularization(self.model)
+                self.scaler.scale((loss if extra is None else loss + extra) * scale).backward()
             stats["loss"] += loss.item()
             stats["tokens"] += int(batch["attention_mask"].sum())
             stats["samples"] += len(indices)
@@ -154,6 +155,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self.method.after_optimizer_step(self.model, self.state["step"])  # gradients still here
         self.optimizer.zero_grad(set_to_none=True)
         return stats
 

@@ -62,6 +62,27 @@ def _tiny(config_dir: Path) -> Preset:
         max_new_tokens=16, cpu_bf16=False, matmul_size=1024)
 
 
+def _tiny_kinds(config_dir: Path) -> Preset:
+    """The tiny preset with the kinds of issue 14, one small instance each."""
+    kinds = {"dora": {"kind": "lora", "use_dora": True, "dropout": 0.0, "lr": 0.001},
+             "bitfit": {"kind": "bitfit", "lr": 0.001},
+             "ia3": {"kind": "ia3", "lr": 0.01},
+             "prefix_tuning": {"kind": "prefix_tuning", "num_virtual_tokens": 8, "lr": 0.01},
+             "p_tuning": {"kind": "p_tuning", "num_virtual_tokens": 8, "encoder_hidden_size": 32,
+                          "lr": 0.01},
+             "adalora": {"kind": "adalora", "init_r": 4, "target_r": 2, "total_step": 3,
+                         "dropout": 0.0, "orth_reg_weight": 0.0, "lr": 0.001},
+             "vera": {"kind": "peft", "config": "VeraConfig",
+                      "kwargs": {"r": 16, "target_modules": ["c_attn"]}, "lr": 0.01}}
+    return dataclasses.replace(_tiny(config_dir), name="tiny-kinds", methods=kinds)
+
+
+def _cpu_methods(config_dir: Path) -> Preset:
+    """config/methods.yaml's every family on the demo's model and data."""
+    return dataclasses.replace(_cpu_demo(config_dir), name="cpu-methods",
+                               methods=_config(config_dir, "methods.yaml")["methods"])
+
+
 def _cpu_demo(config_dir: Path) -> Preset:
     demo = _config(config_dir, "demo.yaml")
     training, evaluation = demo["training"], demo["evaluation"]
@@ -93,8 +114,8 @@ def _gpu_gpt2(config_dir: Path) -> Preset:
                  gen_batch_size=32, max_new_tokens=128, cpu_bf16=True, matmul_size=8192)
 
 
-PRESETS = {"tiny": _tiny, "cpu-demo": _cpu_demo, "cpu-gpt2-cnndm": _cpu_gpt2_cnndm,
-           "gpu-gpt2": _gpu_gpt2}
+PRESETS = {"tiny": _tiny, "tiny-kinds": _tiny_kinds, "cpu-demo": _cpu_demo,
+           "cpu-methods": _cpu_methods, "cpu-gpt2-cnndm": _cpu_gpt2_cnndm, "gpu-gpt2": _gpu_gpt2}
 
 
 def preset(name: str, config_dir: Path, **overrides) -> Preset:

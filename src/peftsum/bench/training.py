@@ -152,6 +152,17 @@ class _StepClock(TrainerCallback):
         self.lrs.append(lr_scheduler.get_last_lr()[0])
 
 
+class _MethodStep(TrainerCallback):
+    """The method's per-step update (AdaLoRA's rank budget) after each optimizer step of the HF
+    Trainer, before it clears the gradients, as our loop calls it."""
+
+    def __init__(self, method: Method, model):
+        self.method, self.model = method, model
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.method.after_optimizer_step(self.model, state.global_step)
+
+
 class _InOrderTrainer(HFTrainer):
     """The HF Trainer reading its data set in order: the data set is laid out in the plan's
     order, so it sees the same micro-batches as the other variants, not its own shuffle."""
@@ -200,7 +211,8 @@ def train_hf_trainer(job: Job, method: Method) -> dict:
             save_strategy="no", eval_strategy="no", logging_steps=1, disable_tqdm=True,
             remove_unused_columns=False, dataloader_num_workers=0, seed=job.seed)
         trainer = _InOrderTrainer(
-            model=model, args=args, train_dataset=features, callbacks=[clock],
+            model=model, args=args, train_dataset=features,
+            callbacks=[clock, _MethodStep(method, model)],
             data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX),
             optimizers=_optimizer(model, method, cfg, dev))
         # Each micro-batch's mean loss / grad_accum, as our loop, rather than one mean over all
@@ -240,18 +252,21 @@ def train_pad_to_max(job: Job, method: Method) -> dict:
         for micro in step:
             batch = {k: v.to(dev) for k, v in
                      _padded([job.train[i] for i in micro], width, tokenizer.pad_token_id).items()}
-            with autocast(dev, dtype):
+            width_t = batch["input_ids"].shape[1]
+            with autocast(dev, dtype):  # PEFT's P-tuning also returns its virtual tokens' logits
                 logits = model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).logits
+                               attention_mask=batch["attention_mask"]).logits[:, -width_t:]
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
                                    batch["labels"][:, 1:].flatten(), ignore_index=IGNORE_INDEX)
-            scaler.scale(loss / len(step)).backward()
+            extra = method.regularization(model)
+            scaler.scale((loss if extra is None else loss + extra) / len(step)).backward()
             step_loss += loss.item() / len(step)
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        method.after_optimizer_step(model, len(ends))  # AdaLoRA's budget, as our loop
         optimizer.zero_grad(set_to_none=True)
         ends.append(_now(dev))
         lrs.append(scheduler.get_last_lr()[0])

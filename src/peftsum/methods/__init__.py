@@ -1,9 +1,11 @@
 """The method registry: a config entry {kind, hyperparameters} becomes a Method.
 
 Each kind is a small module with Params, apply(model, tokenizer, params), expected_trainable and
-describe. The training loop asks the method; methods never import train or evaluate. This
-package and every method module import without torch, transformers or peft (functions import
-them), so that the config is checked before any of them loads.
+describe; optionally regularization(model, params) (a term added to the loss) and
+after_optimizer_step(model, step) (called after each optimizer step, gradients still there).
+The training loop asks the method; methods never import train or evaluate. This package and
+every method module import without torch, transformers or peft (functions import them), so that
+the config is checked before any of them loads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from peftsum.errors import UserError
-from peftsum.methods import full, last_layers, lora, prompt_tuning
+from peftsum.methods import (
+    adalora,
+    bitfit,
+    full,
+    ia3,
+    last_layers,
+    lora,
+    p_tuning,
+    peft_config,
+    prefix_tuning,
+    prompt_tuning,
+)
 from peftsum.methods.common import check_params, load_trainable
 
 if TYPE_CHECKING:
@@ -25,6 +38,12 @@ KINDS: dict[str, ModuleType] = {
     "lora": lora,
     "last_layers": last_layers,
     "full": full,
+    "bitfit": bitfit,
+    "ia3": ia3,
+    "prefix_tuning": prefix_tuning,
+    "p_tuning": p_tuning,
+    "adalora": adalora,
+    "peft": peft_config,
 }
 
 
@@ -66,6 +85,17 @@ class Method:
                                f"{expected:,} ({formula})")
         total = count_parameters(wrapped)
         return wrapped, ParamCounts(trainable, total - base_total, total, base_total, formula)
+
+    def regularization(self, model: nn.Module):
+        """A term the method adds to the training loss (AdaLoRA's orthogonality), or None."""
+        term = getattr(self.module, "regularization", None)
+        return term(model, self.params) if term else None
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        """The method's own per-step update (AdaLoRA's rank budget); step counts from 0."""
+        hook = getattr(self.module, "after_optimizer_step", None)
+        if hook:
+            hook(model, step)
 
     def weights_metadata(self, base_weights_sha256: str) -> dict:
         """What defines the trained weights, stored beside them and checked when they load."""

@@ -1,15 +1,23 @@
-"""LoRA through PEFT: low-rank adapters on chosen linear layers of a frozen model."""
+"""LoRA through PEFT: low-rank adapters on chosen linear layers of a frozen model.
+
+Options of the same kind: DoRA (use_dora: the update's direction and magnitude learned apart, one
+magnitude vector per adapted layer), rank-stabilised scaling (use_rslora: alpha / sqrt(r)
+instead of alpha / r) and PEFT's initialisations (init). PiSSA and OLoRA start the adapter
+from the base weight's principal directions and leave the base holding the residual, which
+they compute again, identically, whenever the method wraps a fresh base (restore).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from peftsum.errors import UserError
+from peftsum.methods import adapters
 from peftsum.methods.common import MethodParams
 
-if TYPE_CHECKING:
-    from torch import nn
+# Our names for PEFT's init_lora_weights values that need no data pass and no extra package.
+INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
+         "orthogonal": "orthogonal"}
 
 
 @dataclass(frozen=True)
@@ -24,45 +32,54 @@ class Params(MethodParams):
     """Dropout on the adapter input."""
     target_modules: tuple[str, ...] | None = None
     """Module names to adapt; null = PEFT's default for the architecture (GPT-2: c_attn)."""
+    use_dora: bool = False
+    """DoRA: also learn each adapted layer's weight-column magnitudes (out_features each)."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA: scale by alpha / sqrt(r)."""
+    init: str = field(default="default", metadata={"choices": tuple(INITS)})
+    """Adapter initialisation: default (A Kaiming, B zero), gaussian, pissa, olora or orthogonal."""
 
 
-def targets(model: nn.Module, params: Params) -> list[str]:
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
+def targets(model, params: Params) -> list[str]:
     if params.target_modules:
         return list(params.target_modules)
-    model_type = model.config.model_type
-    if model_type not in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
-        raise UserError(f"PEFT has no default LoRA targets for '{model_type}': set target_modules")
-    return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    return adapters.default_targets(model, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING",
+                                    "LoRA target_modules")
 
 
-def apply(model: nn.Module, tokenizer, params: Params) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
-    from transformers.pytorch_utils import Conv1D
+def _check_init(params: Params, conv1d: bool) -> None:
+    if params.init not in INITS:
+        raise UserError(f"lora init must be one of {', '.join(INITS)}, got {params.init!r}")
+    if params.init == "olora" and conv1d:
+        raise UserError("lora init olora does not support GPT-2's Conv1D layers (PEFT's OLoRA "
+                        "assumes (out, in) weights): use pissa or another init")
+
+
+def apply(model, tokenizer, params: Params):
+    from peft import LoraConfig
 
     names = targets(model, params)
-    # GPT-2's Conv1D stores weights as (in, out): PEFT must be told, or it warns and guesses.
-    conv1d = any(isinstance(m, Conv1D) for n, m in model.named_modules() if n.split(".")[-1] in names)
-    config = LoraConfig(r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                        target_modules=names, fan_in_fan_out=conv1d, bias="none",
-                        task_type="CAUSAL_LM")
-    return get_peft_model(model, config)  # freezes the base; only adapters train
+    conv1d = adapters.uses_conv1d(model, names)
+    _check_init(params, conv1d)
+    return adapters.wrap(model, LoraConfig, r=params.r, lora_alpha=params.alpha,
+                         lora_dropout=params.dropout, target_modules=names,
+                         fan_in_fan_out=conv1d, bias="none", use_dora=params.use_dora,
+                         use_rslora=params.use_rslora, init_lora_weights=INITS[params.init])
 
 
-def expected_trainable(model: nn.Module, params: Params) -> tuple[int, str]:
-    """r x (in + out) per adapted layer; weight.shape is (out, in) or, for GPT-2's Conv1D, (in, out)."""
+def expected_trainable(model, params: Params) -> tuple[int, str]:
+    """r x (in + out) per adapted layer, + out with DoRA's magnitude vector."""
     names = targets(model, params)
-    shapes = [m.weight.shape for n, m in model.named_modules()
-              if n.split(".")[-1] in names and hasattr(m, "weight")]
-    if not shapes:
-        raise UserError(f"LoRA target_modules {names} match no layer of {type(model).__name__}")
-    total = sum(params.r * sum(s) for s in shapes)
-    per_layer = sorted({sum(s) for s in shapes})
-    return total, (f"r x (in + out) over {len(shapes)} layers ({', '.join(names)}): "
-                   f"{params.r} x {' / '.join(f'{n:,}' for n in per_layer)} -> {total:,}")
+    dims = [adapters.in_out(m) for _, m in adapters.layers(model, names)]
+    counts = [params.r * (i + o) + (o if params.use_dora else 0) for i, o in dims]
+    label = "r x (in + out) + out (DoRA)" if params.use_dora else "r x (in + out)"
+    total, formula = adapters.summed(counts, f"{label}, r={params.r}")
+    return total, f"{formula} ({', '.join(names)})"
 
 
 def describe(params: Params) -> str:
     where = ", ".join(params.target_modules) if params.target_modules else "PEFT default targets"
-    return f"LoRA adapters r={params.r} on {where}"
+    variant = "DoRA" if params.use_dora else "LoRA"
+    extras = [x for x, on in (("rsLoRA scaling", params.use_rslora),
+                              (f"{params.init} init", params.init != "default")) if on]
+    return f"{variant} adapters r={params.r} on {where}" + "".join(f", {x}" for x in extras)
