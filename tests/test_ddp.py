@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, snakemake
-from test_training import train_command as train_with, val_losses, weights
+from test_training import train_command as train_with
+from test_training import val_losses, weights
 
 DDP_TIMEOUT_S = 300  # a rank left out of the all-reduce hangs (NCCL) or aborts (gloo)
 
