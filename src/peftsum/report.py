@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from peftsum import aggregate
+from peftsum import aggregate, report_study
 from peftsum.io import read_json, read_jsonl, write_atomic
 from peftsum.report_figures import ROUGE_COLUMNS, is_trained, save_figures
 from peftsum.report_setup import appendix
@@ -47,6 +47,11 @@ SEEDS_NOTE = (
     "Mean ± sample standard deviation (n − 1) across training seeds, and for ROUGE the 95% "
     "t-interval of the mean over seeds in brackets; a value without ± comes from a single run. "
     "Best mean per column in bold."
+)
+GRID_NOTE = (
+    "Each sweep point trained with the first seed; the point with the lowest validation loss "
+    "(bold) is the one trained with every seed and evaluated on test. The test split is not "
+    "read for the choice."
 )
 SIGNIFICANCE_NOTE = (
     "Bootstrap test on the same test articles, resampling a method's seeds and the articles "
@@ -92,20 +97,23 @@ def render(
     by_method: Path | None = None,
     runs: dict[str, Path] | None = None,
     explorer: bool = False,
+    selections: list[Path] = (),
 ) -> None:
     """Write report.md (figures as PNG files under figures/) and a self-contained report.html.
 
     `significance` is aggregate's significance.json (no significance table without it);
     `by_method` its metrics_by_method.json (computed from `metrics_json` when not given);
     `runs` the training runs' run.json by run label (hyperparameters, hardware, versions);
-    `explorer`: link explorer.html, written beside the report (peftsum.explorer).
+    `explorer`: link explorer.html, written beside the report (peftsum.explorer);
+    `selections`: the sweeps' select files (the grid table and the sensitivity figure).
     """
     rows = with_labels(read_json(metrics_json))
     methods = read_json(by_method) if by_method is not None else aggregate.method_summary(rows)
     tests = read_json(significance) if significance is not None else None
     pairs = tests["pairs"] if tests else []
     key, rest = split_pairs(pairs, methods, rows)
-    figures = save_figures(rows, read_steps(steps), Path(out_md).parent / "figures")
+    sweeps = [read_json(path) for path in selections]
+    figures = save_figures(rows, read_steps(steps), Path(out_md).parent / "figures", sweeps)
     max_new = (setup.get("decoding") or {}).get("max_new_tokens")
     context = {
         "title": "Parameter-efficient fine-tuning for summarization",
@@ -115,6 +123,8 @@ def render(
         "quality_note": QUALITY_NOTE,
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
         "seeds_note": SEEDS_NOTE,
+        "grid": report_study.grid_table(sweeps) if sweeps else None,
+        "grid_note": GRID_NOTE,
         "figures": figures,
         "significance": significance_table(key, rows) if pairs else None,
         "significance_intro": significance_intro(methods, rows) if pairs else "",

@@ -81,12 +81,23 @@ def is_trained(row: dict) -> bool:
     return row.get("trainable_params") is not None
 
 
-def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path) -> list[FigureFile]:
-    """Write each figure as PNG under `folder` and keep its bytes for embedding in the HTML."""
-    colors = method_colors([r["name"] for r in rows] + [run_name(label) for label in steps])
+def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path,
+                 selections: list[dict] = ()) -> list[FigureFile]:
+    """Write each figure as PNG under `folder` and keep its bytes for embedding in the HTML.
+
+    selections: the sweeps' select files (results/select/<method>.json), for the sensitivity
+    figure."""
+    from peftsum import report_study
+
+    colors = method_colors([r["name"] for r in rows] + [run_name(label) for label in steps]
+                           + [s["method"] for s in selections])
     drawn = [
         ("loss_curves.png", "Training and validation loss", loss_figure(steps, colors)),
         ("rouge.png", "ROUGE per system with 95 % intervals", rouge_figure(rows, colors)),
+        ("seed_spread.png", "Test ROUGE-L of every seed, with the mean's interval",
+         report_study.seed_spread_figure(rows, colors)),
+        ("sensitivity.png", "Validation loss across each sweep",
+         report_study.sensitivity_figure(list(selections), colors)),
         ("pareto.png", "ROUGE-L against trainable parameters and time", pareto_figure(rows, colors)),
         ("resources.png", "Training time and peak memory per run", resources_figure(rows, colors)),
     ]
@@ -97,7 +108,8 @@ def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path) -
         png = png_bytes(figure)
         write_atomic(folder / filename, png)
         data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        figures.append(FigureFile(title, CAPTIONS[filename], f"{folder.name}/{filename}", data_uri))
+        caption = CAPTIONS.get(filename) or report_study.CAPTIONS[filename]
+        figures.append(FigureFile(title, caption, f"{folder.name}/{filename}", data_uri))
     return figures
 
 

@@ -205,13 +205,14 @@ def aggregate(metrics: list[Path], predictions: list[Path], runs: list[Path],
 def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[Path],
            predictions: list[Path], model_dir: Path, split_stats: Path, tokenize_stats: Path,
            articles: Path, templates_dir: Path, data: dict, out_md: Path, out_html: Path,
-           out_explorer: Path | None = None) -> None:
+           out_explorer: Path | None = None, selections: list[Path] = ()) -> None:
     """Render the report (and the explorer of every summary) from result files only: no model
     is loaded here.
 
     runs: the trained runs' run.json files (their steps.jsonl lie beside them; hyperparameters,
     hardware and versions come from them); predictions: every evaluation's predictions.jsonl
-    (its metrics.json beside it); data: the data source's identity and sampling, as configured.
+    (its metrics.json beside it); data: the data source's identity and sampling, as configured;
+    selections: the sweeps' select files.
     """
     from peftsum import explorer
     from peftsum import report as report_module
@@ -237,7 +238,8 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
                          significance=Path(significance), by_method=Path(by_method),
                          templates_dir=Path(templates_dir),
                          runs={label(p): Path(p) for p in runs},
-                         explorer=out_explorer is not None)
+                         explorer=out_explorer is not None,
+                         selections=[Path(p) for p in selections])
     if out_explorer is not None:
         explorer.build([Path(p).parent for p in predictions], Path(articles), Path(out_explorer))
 

@@ -53,6 +53,7 @@ rule render_report:
         tokenize_stats="results/data/tokenized/stats.json",
         articles="results/data/split/test.jsonl",
         templates=REPORT_TEMPLATES,
+        selections=[f"results/select/{method}.json" for method in GRIDS],
     output:
         md="results/report/report.md",
         html=report(

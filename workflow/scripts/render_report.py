@@ -8,4 +8,5 @@ with stages.guarded(snakemake.log[0]):
                   snakemake.input.model, snakemake.input.split_stats,
                   snakemake.input.tokenize_stats, snakemake.input.articles,
                   Path(snakemake.input.templates[0]).parent, snakemake.params.data,
-                  snakemake.output.md, snakemake.output.html, snakemake.output.explorer)
+                  snakemake.output.md, snakemake.output.html, snakemake.output.explorer,
+                  snakemake.input.selections)
