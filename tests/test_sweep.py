@@ -53,10 +53,10 @@ def test_select_picks_the_lowest_validation_loss_and_writes_the_choice_alone(tmp
     assert [p["val_loss"] for p in selection["points"]] == [2.5, 2.1, None]
     chosen = json.loads((tmp_path / "chosen.json").read_text())
     assert "points" not in chosen and chosen["chosen_run"] == str(tmp_path / "lr=0.003")
-    assert sweep.with_selection({"kind": "lora", "lr": 1.0, "r": 8}, tmp_path / "chosen.json") == {
+    assert sweep.with_selection({"kind": "lora", "lr": 1.0, "r": 8}, chosen) == {
         "kind": "lora", "lr": 0.003, "r": 8}
-    assert sweep.reusable_run(tmp_path / "chosen.json", 0) == tmp_path / "lr=0.003"
-    assert sweep.reusable_run(tmp_path / "chosen.json", 1) is None  # another seed trains
+    assert sweep.reusable_run(chosen, 0) == tmp_path / "lr=0.003"
+    assert sweep.reusable_run(chosen, 1) is None  # another seed trains
 
 
 def test_select_without_any_validation_loss_is_an_error(tmp_path):

@@ -46,11 +46,12 @@ def points(sweep: dict) -> dict[str, dict]:
     return {point_name(p): p for p in grid}
 
 
-def with_selection(spec: dict, chosen: str | Path | None) -> dict:
-    """The method entry with the chosen point's hyperparameters (a swept method's final runs)."""
+def with_selection(spec: dict, chosen: dict | None) -> dict:
+    """The method entry with the chosen point's hyperparameters (a swept method's final runs);
+    chosen: the content of select's choice file."""
     if not chosen:
         return spec
-    return {**spec, **json.loads(Path(chosen).read_text())["chosen_hparams"]}
+    return {**spec, **chosen["chosen_hparams"]}
 
 
 def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path,
@@ -81,13 +82,12 @@ def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path
     return selection
 
 
-def reusable_run(chosen: str | Path | None, seed: int) -> Path | None:
+def reusable_run(chosen: dict | None, seed: int) -> Path | None:
     """The sweep's own run of the chosen point when it was trained with this seed: the final
     run with that seed is the same computation, so it is copied instead of trained again."""
     if not chosen:
         return None
-    choice = json.loads(Path(chosen).read_text())
-    return Path(choice["chosen_run"]) if choice["chosen_seed"] == seed else None
+    return Path(chosen["chosen_run"]) if chosen["chosen_seed"] == seed else None
 
 
 def copy_run(source: Path, out_dir: Path) -> None:

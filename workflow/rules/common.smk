@@ -1,5 +1,7 @@
+import json
 import re
 from glob import glob
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -97,9 +99,17 @@ def sweep_runs(wildcards):
 
 
 def selection(wildcards):
-    """A swept method's chosen point; known once the select checkpoint has run, so that a new
-    grid point whose choice is the same one retrains none of the chosen point's seeds.
-    """
+    """A swept method's choice file, once the select checkpoint has run. ancient(): the file is
+    written anew each time select runs; what the final runs depend on is its content, which
+    reaches them as the `chosen` param, so a new grid point that does not win retrains none."""
     if wildcards.method not in GRIDS:
         return []
-    return checkpoints.select.get(method=wildcards.method).output.chosen
+    return ancient(checkpoints.select.get(method=wildcards.method).output.chosen)
+
+
+def chosen_point(wildcards):
+    """The choice itself (point, hyperparameters, the sweep's run): the train rule's param."""
+    if wildcards.method not in GRIDS:
+        return {}
+    path = checkpoints.select.get(method=wildcards.method).output.chosen
+    return peftsum_config.canonical(json.loads(Path(path).read_text()))

@@ -5,7 +5,8 @@ rule train:
         "results/data/tokenized/validation.jsonl",
         stats="results/data/tokenized/stats.json",
         model=f"resources/models/{MODEL}",
-        # A swept method's chosen point (nothing for a method without sweep).
+        # A swept method's choice (nothing for a method without sweep): orders this job after
+        # the select checkpoint; its content is the `chosen` param.
         chosen=selection,
     output:
         weights="results/train/{method}/seed{seed}/trainable.safetensors",
@@ -31,6 +32,7 @@ rule train:
         # seeds: adding a seed or another method retrains nothing that exists.
         method=lambda wc: METHOD_SPECS[wc.method],
         training=TRAINING,
+        chosen=chosen_point,
         # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
         checkpoint_dir="results/checkpoints/{method}/seed{seed}",
     script:

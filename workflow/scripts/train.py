@@ -3,7 +3,7 @@ from pathlib import Path
 from peftsum import methods, stages, sweep
 from peftsum.config import TrainingConfig
 
-chosen = snakemake.input.get("chosen")  # a swept method's final run: the chosen point
+chosen = snakemake.params.get("chosen")  # a swept method's final run: the chosen point
 with stages.guarded(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as lease:
     stages.train(methods.from_config(snakemake.wildcards.method,
                                      sweep.with_selection(snakemake.params.method, chosen)),
