@@ -364,7 +364,7 @@ def test_template_that_leaves_no_room_for_the_article_stops_at_tokenize(tokenize
 
 # --- checkpoints ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "junk", "truncated"])
 def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path, caplog, damage):
     import torch
 
@@ -373,7 +373,8 @@ def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path, c
     checkpoint.save(tmp_path, {"fingerprint": "f", "step": 3, "weights": {"w": torch.ones(1000)}})
     path = tmp_path / checkpoint.FILE
     data = path.read_bytes()
-    path.write_bytes(b"\x00not a checkpoint" if damage == "garbage" else data[: len(data) // 2])
+    damaged = {"garbage": b"\x00not a checkpoint", "junk": b"junk", "truncated": data[:len(data) // 2]}
+    path.write_bytes(damaged[damage])
     assert checkpoint.load(tmp_path, "f") is None
     assert not path.exists()
     (aside,) = tmp_path.glob("checkpoint.pt.corrupt-*")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 import random
 import time
 from pathlib import Path
@@ -70,7 +69,9 @@ def load(folder: Path, fingerprint: str) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not {"fingerprint", "step", "rng"} <= set(state):
             raise ValueError("not a peftsum checkpoint")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+    # torch.load fails on a damaged file with whatever its parser hits (UnpicklingError,
+    # RuntimeError, EOFError, struct.error, ...): any failure to read means it is unusable.
+    except Exception as err:  # noqa: BLE001
         _set_aside(path, err)
         return None
     if state.get("fingerprint") != fingerprint:
