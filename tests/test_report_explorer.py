@@ -15,7 +15,7 @@ import pytest
 from test_report import FIXTURES, SYSTEMS, eval_dir, predictions, render_fixture
 from test_report_browser import chromium_page
 
-from peftsum import explorer
+from peftsum import explorer, report_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "results"
@@ -43,6 +43,9 @@ def test_data_holds_every_article_and_every_system(tmp_path):
     assert [s["label"] for s in data["systems"]] == LABELS
     lora_colors = {s["color"] for s in data["systems"] if s["name"] == "lora"}
     assert len(lora_colors) == 1  # seeds share their method's colour
+    # the report's figures give each method the same colour, whatever order they list it in
+    in_figures = report_figures.method_colors([n for n, _ in reversed(SYSTEMS)])
+    assert {s["name"]: s["color"] for s in data["systems"]} == in_figures
     assert len({s["color"] for s in data["systems"]}) == len({n for n, _ in SYSTEMS})
     outputs = outputs_by_label()
     assert [a["id"] for a in data["articles"]] == [a["id"] for a in fixture_articles()]

@@ -61,7 +61,17 @@ def _from_hub(cfg: dict):
             f"cannot load model '{cfg['id']}' from the Hugging Face hub ({str(err).splitlines()[0]}); "
             "offline, use config/demo.yaml or model.source: local / gguf / random"
         ) from None
-    return model, tokenizer, {"id": cfg["id"], "revision": cfg["revision"]}
+    return model, tokenizer, {"id": cfg["id"], "revision": cfg["revision"],
+                              "commit": _hub_commit(cfg["id"], cfg["revision"])}
+
+
+def _hub_commit(repo_id: str, revision: str) -> str | None:
+    """The commit a branch or tag resolved to (a later 'main' may be other weights), read from
+    the cache the loader just filled: hub/models--owner--name/snapshots/<commit>/config.json."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return Path(path).parent.name if isinstance(path, str) else None
 
 
 def _from_gguf(cfg: dict):

@@ -67,8 +67,9 @@ class FigureFile:
 
 
 def method_colors(names: list[str]) -> dict[str, str]:
-    """One colour per method name (in first-seen order), shared by its seeds and every figure."""
-    unique = list(dict.fromkeys(names))
+    """One colour per method name, shared by its seeds, every figure and the explorer. By sorted
+    name, so that files listing the same systems in another order still agree."""
+    unique = sorted(set(names))
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(unique)}
 
 

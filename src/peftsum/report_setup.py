@@ -132,7 +132,9 @@ def hyperparameters_section(runs: dict[str, dict]) -> Section:
     shared = [k for k in keys if len({value_text(g["hparams"].get(k, None)) for g in rows}) == 1
               and all(k in g["hparams"] for g in rows)]
     varying = [k for k in keys if k not in shared] if len(rows) > 1 else keys
-    table = Table(["Method", "Seeds"] + varying, [False, False] + [True] * len(varying))
+    numeric = [all(is_number(g["hparams"].get(k)) for g in rows if g["hparams"].get(k) is not None)
+               for k in varying]
+    table = Table(["Method", "Seeds"] + varying, [False, False] + numeric)
     for group in rows:
         table.rows.append(
             [Cell(group["name"]), Cell(", ".join(map(str, sorted(group["seeds"]))) or "—")]
@@ -146,6 +148,10 @@ def hyperparameters_section(runs: dict[str, dict]) -> Section:
             f"{k} {value_text(common[k])}" for k in shared
         ) + ". " + note
     return Section("Hyperparameters", table, note, wide=True)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def value_text(value) -> str:
