@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from conftest import gpt2
@@ -98,6 +100,7 @@ def test_prompt_tuning_init_copies_token_embeddings(tiny_gpt2, tokenizer):
 
 
 def test_prompt_tuning_batched_generate_differs_from_base(tiny_gpt2, tokenizer):
+    tokenizer = copy.deepcopy(tokenizer)  # the session's tokenizer pads on the right
     tokenizer.padding_side = "left"
     batch = tokenizer(["The cat sat on the mat and", "Hello"], return_tensors="pt", padding=True)
     kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tokenizer.eos_token_id}
