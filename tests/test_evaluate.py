@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from peftsum.io import read_jsonl
 from peftsum.methods import from_config
 from peftsum.text import lead, split_sentences
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cnndm-sample"
+# Real CNN/DailyMail pairs beside the clone (../shared in CI); PEFTSUM_CNNDM_SAMPLE points elsewhere.
+SAMPLE = Path(os.environ.get("PEFTSUM_CNNDM_SAMPLE") or
+              Path(__file__).resolve().parents[2] / "shared" / "data" / "cnndm-sample")
 
 
 def test_rouge_hand_computed_pair():
@@ -43,13 +46,16 @@ def test_sentence_splitter_keeps_abbreviations_and_newlines():
     assert lead("One. Two. Three. Four.") == "One.\nTwo.\nThree."
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="../shared/data/cnndm-sample not present")
-def test_lead3_on_real_cnndm_matches_published_figures():
+@pytest.mark.skipif(not SAMPLE.exists(), reason=f"{SAMPLE} not present (CI has it: ../shared)")
+def test_lead3_on_real_cnndm_scores_as_stemmed_newline_split_rouge():
     rows = read_jsonl(SAMPLE / "test.jsonl")
     scores = rouge([lead(r["article"]) for r in rows], [r["highlights"] for r in rows])
-    # SOURCE.md: rouge_score with stemming, newline-split sentences: 41.8 / 19.2 / 38.0
-    for key, expected in [("rouge1", 41.8), ("rouge2", 19.2), ("rougeLsum", 38.0)]:
-        assert abs(scores[key] - expected) < 2.0, (key, scores[key])
+    # This code's figures on the 234 pairs; SOURCE.md's, from rouge_score with another sentence
+    # splitter, are 41.8 / 19.2 / 38.0. Stemming off gives 40.68 / 18.86 / 37.23 (issue 18), no
+    # newline split a ROUGE-Lsum near ROUGE-L's 26.87: 0.25 points is under half the smallest gap.
+    for key, expected in [("rouge1", 42.16), ("rouge2", 19.47), ("rougeLsum", 38.39),
+                          ("rougeL", 26.87)]:
+        assert scores[key] == pytest.approx(expected, abs=0.25), (key, scores[key])
 
 
 def _examples(tokenizer):
