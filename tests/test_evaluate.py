@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ import torch
 from peftsum import models, stages
 from peftsum.config import EvalConfig, TemplateConfig
 from peftsum.data import tokenize
-from peftsum.evaluate import GeneratedNoRepeatNGram, generate, mean_loss, rouge
+from peftsum.evaluate import GeneratedNoRepeatNGram, generate, mean_loss, rouge, run_lead3
 from peftsum.io import read_jsonl
 from peftsum.methods import from_config
 from peftsum.text import lead, split_sentences
@@ -56,6 +57,24 @@ def test_lead3_on_real_cnndm_scores_as_stemmed_newline_split_rouge():
     for key, expected in [("rouge1", 42.16), ("rouge2", 19.47), ("rougeLsum", 38.39),
                           ("rougeL", 26.87)]:
         assert scores[key] == pytest.approx(expected, abs=0.25), (key, scores[key])
+
+
+def test_evaluation_files_hold_per_example_scores_that_average_to_the_metrics(tmp_path):
+    articles = ["One cat sat. It was warm. The dog ran. Then it slept.", "Stocks rose. Bonds fell."]
+    refs = ["A cat sat in the warm.\nThe dog ran.", "Stocks rose sharply."]
+    split_file = tmp_path / "test.jsonl"
+    split_file.write_text("".join(json.dumps({"id": str(i), "article": a, "highlights": r}) + "\n"
+                                  for i, (a, r) in enumerate(zip(articles, refs))))
+    metrics = run_lead3(split_file, tmp_path / "eval")
+    rows = read_jsonl(tmp_path / "eval" / "predictions.jsonl")
+    assert [r["prediction"] for r in rows] == ["One cat sat.\nIt was warm.\nThe dog ran.",
+                                               "Stocks rose.\nBonds fell."]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == metrics
+    expected = rouge([r["prediction"] for r in rows], refs)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value)
+        assert sum(r[key] for r in rows) / len(rows) == pytest.approx(value)
+    assert metrics["mean_pred_words"] == pytest.approx((9 + 4) / 2)
 
 
 def _examples(tokenizer):
