@@ -69,14 +69,14 @@ def train_loss_curve(folder: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
 
 
-# LoRA dropout 0 (the smoke model has none of its own): two ranks compute exactly the gradient of
-# one process, up to the order of float sums, so the runs agree to float rounding. With dropout
-# on, the ranks draw other masks than one process does: close, not equal.
 # (LoRA dropout, relative tolerance of the losses, of the weights as a share of their largest).
-# With dropout the weights are not compared: AdamW's first steps move each weight by about the
-# learning rate in the direction of its gradient's sign, which other masks flip for small
-# gradients (after 4 steps LoRA's B differed by more than its largest entry).
-DDP_CASES = {"exact": (0.0, 1e-6, 1e-6), "dropout": (0.1, 1e-3, None)}
+# Dropout 0 (the smoke model has none of its own): two ranks compute exactly the gradient of one
+# process, up to the order of float sums, so the runs agree to float rounding. With dropout on,
+# the ranks draw other masks than one process does: the losses differed by 7e-6 (relative), a
+# rank taking the wrong micro-batch makes 3e-4. The weights are then not compared: AdamW's first
+# steps move each weight by about the learning rate along its gradient's sign, which other masks
+# flip for small gradients (after 4 steps LoRA's B differed by more than its largest entry).
+DDP_CASES = {"exact": (0.0, 1e-6, 1e-6), "dropout": (0.1, 5e-5, None)}
 
 
 @pytest.mark.parametrize(("dropout", "rel", "weight_tolerance"), DDP_CASES.values(),
