@@ -1,3 +1,4 @@
+import copy
 import os
 import subprocess
 import sys
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
+def smoke_files(tmp_path_factory):
     """The smoke config's model and tokenized data, built once through the package API."""
     root = tmp_path_factory.mktemp("smoke")
     config = peftsum_config.load(ROOT / "tests" / "smoke.yaml")
@@ -45,6 +46,13 @@ def smoke(tmp_path_factory):
     stages.tokenize(root / "model", root / "split", root / "tokenized",
                     peftsum_config.TemplateConfig.from_dict(config["template"]), reserved)
     return root, config
+
+
+@pytest.fixture
+def smoke(smoke_files):
+    """The smoke folder and a copy of its config, which a test may change for itself."""
+    root, config = smoke_files
+    return root, copy.deepcopy(config)
 
 
 def snakemake(workdir: Path, configfile: Path, *args: str,

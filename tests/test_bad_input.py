@@ -96,14 +96,14 @@ def test_config_check_imports_no_torch():
 # --- a trained run: what defines its weights is checked on restore ----------------------------
 
 @pytest.fixture(scope="module")
-def trained(smoke, tmp_path_factory):
+def trained(smoke_files, tmp_path_factory):
     """A two-step LoRA run on the smoke model, materialised under resources/models/ as in the
     workflow (copied with its mtimes)."""
     import shutil
 
     from peftsum import stages
 
-    root, cfg = smoke
+    root, cfg = smoke_files
     work = tmp_path_factory.mktemp("trained")
     model_dir = work / "resources" / "models" / "tiny-gpt2"
     shutil.copytree(root / "model", model_dir)

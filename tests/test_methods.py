@@ -1,11 +1,15 @@
+import copy
+
 import pytest
 import torch
 from conftest import gpt2
 
+from peftsum.config import TrainingConfig
 from peftsum.data.batches import collate
 from peftsum.loss import summary_nll
 from peftsum.methods import from_config
 from peftsum.methods.common import load_trainable, save_trainable
+from peftsum.train import Trainer
 
 GPT2_SMALL = 124_439_808  # FACTS.md
 WTE = 50257 * 768
@@ -44,14 +48,18 @@ def test_last_layers_trains_named_modules(tiny_gpt2, tokenizer):
                if p.requires_grad and n.startswith("transformer.h"))
 
 
-def _batch(tokenizer):
+def _examples(tokenizer) -> list[dict]:
     examples = []
     for article, summary in [("The cat sat on the mat all day long.", " A cat sat."),
                              ("Stocks rose sharply on Monday after the news.", " Stocks rose.")]:
         source = tokenizer(article + "\nTL;DR:")["input_ids"]
         examples.append({"input_ids": source + tokenizer(summary)["input_ids"] + [50256],
                          "source_len": len(source)})
-    return collate(examples, tokenizer.pad_token_id)
+    return examples
+
+
+def _batch(tokenizer):
+    return collate(_examples(tokenizer), tokenizer.pad_token_id)
 
 
 def _train_step(model, batch):
@@ -62,31 +70,37 @@ def _train_step(model, batch):
     optimizer.step()
 
 
-def _frozen_snapshot(model):
-    return {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+KINDS = [{"kind": "prompt_tuning", "n_tokens": 4}, {"kind": "lora"},
+         {"kind": "last_layers", "n_blocks": 1, "final_norm": True}, {"kind": "full"}]
 
 
-@pytest.mark.parametrize("spec", [{"kind": "prompt_tuning", "n_tokens": 4}, {"kind": "lora"}])
-def test_frozen_weights_bit_identical_after_a_step(tiny_gpt2, tokenizer, spec):
-    wrapped, _ = from_config("m", spec).wrap(tiny_gpt2, tokenizer)
-    wrapped.train()
-    frozen = _frozen_snapshot(wrapped)
-    trainable = {n: p.detach().clone() for n, p in wrapped.named_parameters() if p.requires_grad}
-    _train_step(wrapped, _batch(tokenizer))
+@pytest.mark.parametrize("spec", KINDS, ids=[k["kind"] for k in KINDS])
+def test_only_trainable_parameters_are_optimized_get_gradients_and_move(tiny_gpt2, tokenizer,
+                                                                         spec):
+    method = from_config("m", {**spec, "lr": 1e-2})
+    wrapped, _ = method.wrap(tiny_gpt2, tokenizer)
+    examples = _examples(tokenizer)
+    # Weight decay 0: AdamW's decay would move any parameter it holds, gradient or not.
+    cfg = TrainingConfig(epochs=3, batch_size=2, weight_decay=0.0, warmup_ratio=0.0,
+                         eval_every=100, log_every=100, patience=None, checkpoint_every=100)
+    trainer = Trainer(wrapped, tokenizer, method, cfg, 0, examples, examples, torch.device("cpu"))
     params = dict(wrapped.named_parameters())
-    assert all(torch.equal(params[n], v) for n, v in frozen.items())
-    # For LoRA only the A matrices move on the first step (B starts at zero, so A gets no gradient).
-    assert any(not torch.equal(params[n], v) for n, v in trainable.items())
-
-
-def test_last_layers_keeps_input_embeddings_frozen(tiny_gpt2, tokenizer):
-    wte_before = tiny_gpt2.transformer.wte.weight.detach().clone()
-    wrapped, _ = from_config("ll", {"kind": "last_layers"}).wrap(tiny_gpt2, tokenizer)
-    head_before = wrapped.lm_head.weight.detach().clone()
-    _train_step(wrapped, _batch(tokenizer))
-    assert torch.equal(wrapped.transformer.wte.weight, wte_before)
-    assert not wrapped.transformer.wte.weight.requires_grad
-    assert not torch.equal(wrapped.lm_head.weight, head_before)
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(params[n]) for n in trainable}
+    before = {n: p.detach().clone() for n, p in params.items()}
+    assert trainer.fit()["step"] == 3
+    for name, param in params.items():  # frozen: bit-identical; trainable: moved by its gradient
+        assert torch.equal(param, before[name]) == (name not in trainable), name
+    nll, n = summary_nll(wrapped, collate(examples, tokenizer.pad_token_id))
+    (nll / n).backward()
+    for name, param in params.items():
+        if name in trainable:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+    if method.kind == "last_layers":  # the head trains on its own copy of the tied embeddings
+        assert "lm_head.weight" in trainable and "transformer.wte.weight" not in trainable
 
 
 def test_prompt_tuning_init_copies_token_embeddings(tiny_gpt2, tokenizer):
@@ -98,6 +112,7 @@ def test_prompt_tuning_init_copies_token_embeddings(tiny_gpt2, tokenizer):
 
 
 def test_prompt_tuning_batched_generate_differs_from_base(tiny_gpt2, tokenizer):
+    tokenizer = copy.deepcopy(tokenizer)  # the session's tokenizer pads on the right
     tokenizer.padding_side = "left"
     batch = tokenizer(["The cat sat on the mat and", "Hello"], return_tensors="pt", padding=True)
     kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tokenizer.eos_token_id}

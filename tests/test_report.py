@@ -149,27 +149,6 @@ def markdown_table(section: str) -> list[list[str]]:
     ]
 
 
-# ---------------------------------------------------------------- fixture
-
-
-@pytest.mark.parametrize("name, seed", SYSTEMS)
-def test_fixture_per_example_scores_match_metrics(name, seed):
-    metrics, rows = load(eval_dir(name, seed) / "metrics.json"), predictions(name, seed)
-    assert len(rows) == metrics["n_test"]
-    for key in aggregate.ROUGE_KEYS:
-        assert statistics.fmean(r[key] for r in rows) == pytest.approx(metrics[key])
-    assert statistics.fmean(r["pred_words"] for r in rows) == pytest.approx(
-        metrics["mean_pred_words"]
-    )
-    if name == "lead3":
-        assert all("gen_tokens" not in r and "hit_max" not in r for r in rows)
-        assert metrics["hit_max_new_tokens"] is None
-    else:
-        assert statistics.fmean(r["hit_max"] for r in rows) == pytest.approx(
-            metrics["hit_max_new_tokens"]
-        )
-
-
 # ---------------------------------------------------------------- aggregate
 
 

@@ -17,7 +17,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from test_report import FIXTURES, PNG_SIGNATURE, SYSTEMS, eval_dir, render_fixture
+from test_report import FIXTURES, SYSTEMS, eval_dir, render_fixture
 
 from peftsum import explorer
 
@@ -120,11 +120,3 @@ def test_folded_comparisons_open_and_the_explorer_is_linked(browser_check):
     assert browser_check["folded"] == (False, True)  # hidden until the reader opens them
     title, rows = browser_check["explorer"]
     assert title == "Every test summary" and rows == 12
-
-
-def test_screenshot_is_written(browser_check):
-    png = SCREENSHOT.read_bytes()
-    assert png.startswith(PNG_SIGNATURE) and png == browser_check["png"]
-    width = int.from_bytes(png[16:20], "big")
-    height = int.from_bytes(png[20:24], "big")
-    assert width == WIDTH and height >= browser_check["page"]["height"] * 0.9

@@ -21,24 +21,91 @@ def smoke_config(tmp_path: Path, **changes) -> Path:
     return path
 
 
+# Every method of the smoke config (every kind), in its order.
+TRAINED = tuple(yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())["methods"])
+ROUGE_HEADERS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
+                 "rougeLsum": "ROUGE-Lsum"}
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def eval_dir(results: Path, row: dict) -> Path:
+    seed = "" if row["seed"] is None else f"seed{row['seed']}"
+    return results / "eval" / row["name"] / seed
+
+
+def markdown_table(md: str, heading: str) -> list[dict]:
+    """The first table under `## heading`, as one dict per row keyed by header."""
+    section = md.split(f"\n## {heading}\n", 1)[1].lstrip("\n")
+    lines = section.split("\n\n", 1)[0].splitlines()
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
+
+
+def shown_number(cell: str) -> tuple[float, float]:
+    """The value a table cell shows (bold and interval dropped), and half its last digit."""
+    text = cell.split(" [")[0].strip("*").replace(",", "")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return float(text), 0.5 * 10 ** -decimals + 1e-9
+
+
 @pytest.mark.slow
 def test_smoke_workflow_end_to_end(smoke_workflow):
-    tmp_path = smoke_workflow
-    rows = json.loads((tmp_path / "results" / "metrics.json").read_text())
-    methods = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())["methods"]
-    assert [r["name"] for r in rows] == [*methods, "zero_shot", "lead3"]
+    results = smoke_workflow / "results"
+    rows = read_json(results / "metrics.json")
+    assert [r["name"] for r in rows] == [*TRAINED, "zero_shot", "lead3"]
     assert rows[0]["trainable_params"] == 8 * 64  # n_tokens x d_model of the smoke config
-    for row in rows:
-        assert 0 <= row["rougeL"] <= 100
-    for method in ("prompt_tuning", "lora", "last_layers"):
-        run = tmp_path / "results" / "train" / method / "seed0"
-        assert (run / "trainable.safetensors").stat().st_size > 0
-        assert any("val_loss" in json.loads(line) for line in (run / "steps.jsonl").open())
-        predictions = (tmp_path / "results" / "eval" / method / "seed0" / "predictions.jsonl")
-        assert len(predictions.read_text().splitlines()) == 8
-        assert (tmp_path / "logs" / "train" / f"{method}_seed0.log").stat().st_size > 0
-    html = (tmp_path / "results" / "report" / "report.html").read_text()
+    zero_shot = read_jsonl(results / "eval" / "zero_shot" / "predictions.jsonl")
+    untrained = rows[len(TRAINED)]
+    assert untrained["name"] == "zero_shot"
+    for row in rows[:len(TRAINED)]:
+        run = results / "train" / row["name"] / "seed0"
+        losses = [r["val_loss"] for r in read_jsonl(run / "steps.jsonl") if "val_loss" in r]
+        assert len(losses) > 1 and losses[-1] < losses[0], (row["name"], losses)
+        predictions = read_jsonl(eval_dir(results, row) / "predictions.jsonl")
+        assert len(predictions) == 8
+        assert [p["prediction"] for p in predictions] != [p["prediction"] for p in zero_shot]
+        assert row["test_loss"] < untrained["test_loss"], row["name"]  # below the untrained model
+        assert (smoke_workflow / "logs" / "train" / f"{row['name']}_seed0.log").stat().st_size
+    html = (results / "report" / "report.html").read_text()
     assert "last_layers" in html and "data:image/png;base64," in html
+
+
+@pytest.mark.slow
+def test_smoke_table_rows_are_the_files_they_came_from(smoke_workflow):
+    results = smoke_workflow / "results"
+    for row in read_json(results / "metrics.json"):
+        folder = eval_dir(results, row)
+        metrics = read_json(folder / "metrics.json")
+        shared = set(metrics) & set(row) - {"seed"}
+        assert {k: row[k] for k in shared} == {k: metrics[k] for k in shared}, row["name"]
+        examples = read_jsonl(folder / "predictions.jsonl")  # per-example scores, for bootstrap
+        assert len(examples) == metrics["n_test"]
+        for key in ROUGE_HEADERS:
+            assert sum(e[key] for e in examples) / len(examples) == pytest.approx(metrics[key])
+        if row["kind"] == "baseline":
+            continue
+        run = read_json(results / "train" / row["name"] / "seed0" / "run.json")
+        assert (row["trainable_params"], row["optimizer_steps"], row["best_val_loss"]) == (
+            run["params"]["trainable"], run["resources"]["optimizer_steps"], run["best"]["val_loss"])
+
+
+@pytest.mark.slow
+def test_smoke_report_shows_the_numbers_of_metrics_json(smoke_workflow):
+    results = smoke_workflow / "results"
+    rows = {r["name"]: r for r in read_json(results / "metrics.json")}
+    quality = markdown_table((results / "report" / "report.md").read_text(), "Quality")
+    assert [line["Method"] for line in quality] == list(rows)
+    for line in quality:
+        for key, header in ROUGE_HEADERS.items():
+            value, tolerance = shown_number(line[header])
+            assert abs(value - rows[line["Method"]][key]) <= tolerance, (line["Method"], header)
 
 
 def _one_line_error(done: subprocess.CompletedProcess, needle: str) -> None:

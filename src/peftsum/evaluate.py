@@ -133,6 +133,17 @@ def _write(out_dir: Path, name: str, kind: str, seed: int | None, split_rows: li
     return metrics
 
 
+def load_model(model_dir: Path, method: Method | None, weights: Path | None, dev,
+               dtype: torch.dtype | None) -> tuple:
+    """The model evaluation scores, and its tokenizer: the base model with the method's trained
+    weights (none for a baseline), frozen and placed for inference."""
+    model, tokenizer = models.load(model_dir)
+    if method is not None:
+        model = method.load_for_inference(model, tokenizer, weights,
+                                          models.model_info(model_dir)["weights_sha256"])
+    return place_for_inference(model, dev, dtype), tokenizer
+
+
 def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: EvalConfig,
               out_dir: Path, method: Method | None = None, weights: Path | None = None,
               seed: int | None = None, baseline: str = "zero_shot") -> dict:
@@ -140,11 +151,7 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     under the name `baseline`."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = amp_dtype(dev, cfg.cpu_bf16)
-    model, tokenizer = models.load(model_dir)
-    if method is not None:
-        model = method.load_for_inference(model, tokenizer, weights,
-                                          models.model_info(model_dir)["weights_sha256"])
-    place_for_inference(model, dev, dtype)
+    model, tokenizer = load_model(model_dir, method, weights, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
     test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)
     with Stopwatch() as clock:
