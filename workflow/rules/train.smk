@@ -57,6 +57,7 @@ use rule train as train_point with:
     params:
         method=lambda wc: POINT_SPECS[wc.method][wc.point],
         training=TRAINING,
+        chosen={},  # a grid point is its own choice
         checkpoint_dir="results/checkpoints/sweep/{method}/{point}/seed{seed}",
 
 
