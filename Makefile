@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install demo methods test test-slurm gpu-check lint clean
+.PHONY: install demo study methods test test-slurm gpu-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ methods: $(STAMP)
 		--cores $(CORES) --directory methods-run
 	@echo "Report: methods-run/results/report/report.html"
 
+# The offline study: grids chosen on validation, three seeds (config/study.yaml; not yet timed).
+study: $(STAMP)
+	$(BIN)/snakemake --configfile config/study.yaml --cores $(CORES) --directory study-run
+	@echo "Report: study-run/results/report/report.html"
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -50,4 +55,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 clean:
-	rm -rf results logs benchmarks .snakemake methods-run
+	rm -rf results logs benchmarks .snakemake methods-run study-run
