@@ -101,7 +101,8 @@ def sweep_runs(wildcards):
 def selection(wildcards):
     """A swept method's choice file, once the select checkpoint has run. ancient(): the file is
     written anew each time select runs; what the final runs depend on is its content, which
-    reaches them as the `chosen` param, so a new grid point that does not win retrains none."""
+    reaches them as the `chosen` param, so a new grid point that does not win retrains none.
+    """
     if wildcards.method not in GRIDS:
         return []
     return ancient(checkpoints.select.get(method=wildcards.method).output.chosen)
