@@ -230,6 +230,13 @@ class HubHandler(BaseHTTPRequestHandler):
         self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
 
+def hub_ids(server: Hub, split: str) -> list[str]:
+    """The ids the hub holds in a split's parquet shards."""
+    files = server.repos[("dataset", DATA_ID)]
+    return [i for path, data in files.items() if path.startswith(f"3.0.0/{split}-")
+            for i in pq.read_table(io.BytesIO(data)).column("id").to_pylist()]
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """The cache in HF_HOME and the hub serving the same files; yields (env, hub, note)."""
@@ -289,6 +296,10 @@ def test_the_users_command_runs_through_the_hub_loaders(rehearsal):
     # The loaders asked the hub (not a local file) for both repositories.
     assert any(f"/api/models/{MODEL_ID}/" in r for r in server.seen)
     assert any(f"/api/datasets/{DATA_ID}/tree/" in r for r in server.seen)
+    for split in SHARDS:  # each split read from its own shards, every row and nothing else
+        got = [json.loads(line)["id"] for line in
+               (workdir / "resources" / "data" / "cnn_dailymail" / f"{split}.jsonl").open()]
+        assert sorted(got) == sorted(hub_ids(server, split)), split
     info = json.loads((workdir / "resources" / "models" / "gpt2" / "model_info.json").read_text())
     assert info["id"] == MODEL_ID and info["context_length"] == 1024
     assert info["commit"] == COMMIT[MODEL_ID]  # the revision the run actually used
