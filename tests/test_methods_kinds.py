@@ -312,7 +312,7 @@ def test_smoke_runs_restore_to_the_evaluation_predictions_and_export(smoke_workf
     expected = read_jsonl(f"results/eval/{method}/seed0/predictions.jsonl")
     model, tokenizer, run = restore.load_run(run_dir)
     got = restore.summarize(model, tokenizer, run, [a["article"] for a in articles],
-                            restore.decoding(run))
+                            restore.decoding(run_dir))
     assert got == [e["prediction"] for e in expected]
 
     restore.export(model, tokenizer, run, tmp_path / "export")
