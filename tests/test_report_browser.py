@@ -17,7 +17,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from test_report import FIXTURES, SYSTEMS, eval_dir, render_fixture
+from test_report import FIGURES, FIXTURES, SYSTEMS, eval_dir, render_fixture
 
 from peftsum import explorer
 
@@ -103,7 +103,7 @@ def test_report_loads_without_console_errors(browser_check):
 
 def test_every_image_decodes(browser_check):
     images = browser_check["page"]["images"]
-    assert len(images) == 4
+    assert len(images) == len(FIGURES)
     for image in images:
         assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0, image
         assert image["shownWidth"] > 0, image

@@ -255,8 +255,7 @@ def seeds_table(methods: list[dict]) -> Table:
             interval = (ci_text({f"{key}_ci_low": method.get(f"{key}_seed_low"),
                                  f"{key}_ci_high": method.get(f"{key}_seed_high")}, key, digits)
                         if key in aggregate.ROUGE_KEYS else "")
-            text = fmt_mean_std(mean, std, digits) + (f" {interval}" if interval else "")
-            cells.append(Cell(text, bold=bold))
+            cells.append(Cell(fmt_mean_std(mean, std, digits), bold=bold, note=interval))
         table.rows.append([Cell(method["name"]), Cell(fmt(method["n_seeds"]))] + cells)
     return table
 

@@ -13,13 +13,14 @@ CAPTIONS = {
     "sensitivity.png": (
         "Validation loss of each sweep point against each swept hyperparameter (one panel per "
         "hyperparameter, one line per method and setting of the others, log scale where the "
-        "values span a factor of 10 or more); the star marks the chosen point. A flat line means "
+        "values span a factor of 10 or more); the star marks the chosen point. Lower is better. A "
+        "flat line means "
         "the method does not care about that value; a chosen point at the edge of the grid "
         "means a better one may lie outside it. The test split was not read for any of this."
     ),
     "seed_spread.png": (
         "Test ROUGE-L of every training seed (dots) and the mean over seeds with its 95 % "
-        "t-interval (bar). Methods whose intervals overlap widely are not told apart by these "
+        "t-interval (bar). Higher is better. Methods whose intervals overlap widely are not told apart by these "
         "seeds; one far-off dot is a seed a single-seed comparison could have been built on."
     ),
 }
