@@ -54,9 +54,9 @@ def trained(request, smoke_files, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param)
     saved = {}
 
-    def keep_model(model, path):  # what run() saves, and the model it saves it from
+    def keep_model(model, path, *metadata):  # what run() saves, and the model it saves from
         saved["model"] = model
-        save_trainable(model, path)
+        save_trainable(model, path, *metadata)
 
     save_trainable = train.save_trainable
     with pytest.MonkeyPatch.context() as patch:
