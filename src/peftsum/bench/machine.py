@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from peftsum.provenance import cpu_model
 from peftsum.resources import device_name, peak_flops
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
@@ -33,16 +34,6 @@ def matmul_peak(dev: torch.device, dtype: torch.dtype, n: int, repeats: int = 5)
         best = min(best, time.perf_counter() - start)
     return {"flops": 2 * n**3 / best, "n": n, "dtype": str(dtype).replace("torch.", ""),
             "repeats": repeats, "best_s": best, "datasheet_flops": peak_flops(device_name(dev))}
-
-
-def cpu_model() -> str:
-    """The CPU's model name as lscpu shows it (from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    except OSError:
-        names = []
-    return names[0] if names else platform.processor() or "unknown"
 
 
 def environment(dev: torch.device) -> dict:
