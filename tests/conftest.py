@@ -74,3 +74,14 @@ def smoke_workflow(tmp_path_factory):
     done = snakemake(workdir, ROOT / "tests" / "smoke.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir
+
+
+def two_examples(tokenizer) -> list[dict]:
+    """Two tiny article -> summary examples, tokenized as the template does (loss on summary)."""
+    examples = []
+    for article, summary in [("The cat sat on the mat all day long.", " A cat sat."),
+                             ("Stocks rose sharply on Monday after the news.", " Stocks rose.")]:
+        source = tokenizer(article + "\nTL;DR:")["input_ids"]
+        examples.append({"input_ids": source + tokenizer(summary)["input_ids"] + [50256],
+                         "source_len": len(source)})
+    return examples

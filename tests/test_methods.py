@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import torch
-from conftest import gpt2
+from conftest import gpt2, two_examples
 
 from peftsum.config import TrainingConfig
 from peftsum.data.batches import collate
@@ -48,18 +48,8 @@ def test_last_layers_trains_named_modules(tiny_gpt2, tokenizer):
                if p.requires_grad and n.startswith("transformer.h"))
 
 
-def _examples(tokenizer) -> list[dict]:
-    examples = []
-    for article, summary in [("The cat sat on the mat all day long.", " A cat sat."),
-                             ("Stocks rose sharply on Monday after the news.", " Stocks rose.")]:
-        source = tokenizer(article + "\nTL;DR:")["input_ids"]
-        examples.append({"input_ids": source + tokenizer(summary)["input_ids"] + [50256],
-                         "source_len": len(source)})
-    return examples
-
-
 def _batch(tokenizer):
-    return collate(_examples(tokenizer), tokenizer.pad_token_id)
+    return collate(two_examples(tokenizer), tokenizer.pad_token_id)
 
 
 def _train_step(model, batch):
@@ -79,7 +69,7 @@ def test_only_trainable_parameters_are_optimized_get_gradients_and_move(tiny_gpt
                                                                          spec):
     method = from_config("m", {**spec, "lr": 1e-2})
     wrapped, _ = method.wrap(tiny_gpt2, tokenizer)
-    examples = _examples(tokenizer)
+    examples = two_examples(tokenizer)
     # Weight decay 0: AdamW's decay would move any parameter it holds, gradient or not.
     cfg = TrainingConfig(epochs=3, batch_size=2, weight_decay=0.0, warmup_ratio=0.0,
                          eval_every=100, log_every=100, patience=None, checkpoint_every=100)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import gpt2
+from conftest import gpt2, two_examples
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -88,18 +88,8 @@ IDS = [f"{s['kind']}-{'-'.join(f'{k}={v}' for k, v in s.items() if k != 'kind')}
        for s in TINY_SPECS]
 
 
-def _training_examples(tokenizer):
-    examples = []
-    for article, summary in [("The cat sat on the mat all day long.", " A cat sat."),
-                             ("Stocks rose sharply on Monday after the news.", " Stocks rose.")]:
-        source = tokenizer(article + "\nTL;DR:")["input_ids"]
-        examples.append({"input_ids": source + tokenizer(summary)["input_ids"] + [50256],
-                         "source_len": len(source)})
-    return examples
-
-
 def _batch(tokenizer):
-    return collate(_training_examples(tokenizer), tokenizer.pad_token_id)
+    return collate(two_examples(tokenizer), tokenizer.pad_token_id)
 
 
 def _train_step(method, model, batch):
@@ -366,7 +356,7 @@ def test_the_training_loop_calls_adalora_after_every_step(tokenizer):
     method = from_config("m", {"kind": "adalora", "init_r": 4, "target_r": 1, "total_step": 3,
                                "tfinal": 1, "lr": 1e-2})
     model, _ = method.wrap(tiny(), tokenizer)
-    examples = _training_examples(tokenizer)
+    examples = two_examples(tokenizer)
     cfg = TrainingConfig.from_dict({"epochs": 3, "batch_size": 2, "eval_every": 100,
                                     "patience": None, "log_every": 1, "checkpoint_every": 100})
     Trainer(model, tokenizer, method, cfg, 0, examples, examples, torch.device("cpu")).fit()
