@@ -13,6 +13,7 @@ from test_reruns import job_counts
 
 from peftsum import sweep
 from peftsum.errors import UserError
+from peftsum.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,13 +67,15 @@ def test_select_without_any_validation_loss_is_an_error(tmp_path):
                      tmp_path / "c.json")
 
 
-def sweep_config(tmp_path: Path, lrs: list) -> Path:
-    """The smoke config with LoRA swept over lrs, last layers as it is, two seeds."""
+def sweep_config(tmp_path: Path, lrs: list, sizes: tuple = (16,)) -> Path:
+    """A smoke study: the smoke config with LoRA swept over lrs, last layers as it is, two
+    seeds, a learning curve at `sizes` (and the full 32 training papers)."""
     config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
     config["methods"] = {"lora": {"kind": "lora", "sweep": {"lr": lrs}},
                          "last_layers": config["methods"]["last_layers"]}
     config["training"]["seeds"] = [0, 1]
-    path = tmp_path / f"sweep{len(lrs)}.yaml"
+    config["data"]["train_sizes"] = list(sizes)
+    path = tmp_path / f"sweep{len(lrs)}_{len(sizes)}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -126,6 +129,33 @@ def executed(done) -> Counter:
 
 
 @pytest.mark.slow
+def test_the_smoke_study_reports_its_learning_curve(sweep_workflow):
+    # Before the new grid point's test, which changes the finished study.
+    results = sweep_workflow / "results"
+    curve = json.loads((results / "curve.json").read_text())
+    assert curve["sizes"] == [16, 32] and curve["selected_at"] == 32
+    assert {(p["method"], p["train_examples"], p["n_seeds"]) for p in curve["points"]} == {
+        (m, n, 2) for m in ("lora", "last_layers") for n in (16, 32)}
+    subset = [r["id"] for r in read_jsonl(results / "data" / "subsets" / "n16" / "train.jsonl")]
+    full = [r["id"] for r in read_jsonl(results / "data" / "tokenized" / "train.jsonl")]
+    assert len(subset) == 16 and set(subset) < set(full)
+    selection = json.loads((results / "select" / "lora.json").read_text())
+    record = json.loads((results / "curve" / "n16" / "train" / "lora" / "seed0" / "run.json")
+                        .read_text())
+    assert record["method"]["lr"] == selection["chosen_hparams"]["lr"]
+    assert record["train_examples"] == 16 and "lora" in (results / "report" / "report.md").read_text()
+    assert (results / "report" / "figures" / "learning_curves.png").stat().st_size > 0
+    assert "Learning curves" in (results / "report" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_new_training_size_plans_only_its_own_jobs(sweep_workflow, tmp_path):
+    done = snakemake(sweep_workflow, sweep_config(tmp_path, [0.001, 0.003], sizes=(16, 8)), "-n")
+    assert planned(done) == Counter({"train_subset": 1, "train_size": 4, "evaluate_size": 4,
+                                     "aggregate_curve": 1, "render_report": 1})
+
+
+@pytest.mark.slow
 def test_a_new_grid_point_that_does_not_win_retrains_none_of_the_chosen_point(sweep_workflow,
                                                                              tmp_path):
     # lr 1e-6 barely moves LoRA's zero-initialised update: its validation loss cannot win.
@@ -137,7 +167,8 @@ def test_a_new_grid_point_that_does_not_win_retrains_none_of_the_chosen_point(sw
     before = weights.stat().st_mtime_ns
     done = snakemake(sweep_workflow, sweep_config(tmp_path, [0.001, 0.003, 1.0e-6]))
     jobs = executed(done)
-    assert (jobs["train_point"], jobs["select"], jobs["train"]) == (1, 1, 0), jobs
+    assert (jobs["train_point"], jobs["select"], jobs["train"], jobs["train_size"]) == (
+        1, 1, 0, 0), jobs
     assert weights.stat().st_mtime_ns == before
 
 

@@ -29,6 +29,7 @@ from peftsum.report_tables import (
     fmt_pct,
     fmt_share,
     fmt_sig,
+    p_text,
 )
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
@@ -49,9 +50,16 @@ SEEDS_NOTE = (
     "Best mean per column in bold."
 )
 GRID_NOTE = (
-    "Each sweep point trained with the first seed; the point with the lowest validation loss "
-    "(bold) is the one trained with every seed and evaluated on test. The test split is not "
-    "read for the choice."
+    "Each sweep point trained with the first seed; the point with the {chosen} (bold) is the "
+    "one trained with every seed and evaluated on test. The test split is not read for the "
+    "choice."
+)
+CURVE_NOTE = (
+    "Mean test ROUGE-L over seeds per training-set size, 95 % interval resampling seeds and "
+    "test articles together in brackets. Smaller sizes are nested subsets of the training "
+    "split (one seeded permutation); each method keeps the hyperparameters chosen at "
+    "n = {selected_at}, and the same number of epochs, so a smaller set also means fewer "
+    "optimizer steps."
 )
 SIGNIFICANCE_NOTE = (
     "Bootstrap test on the same test articles, resampling a method's seeds and the articles "
@@ -98,6 +106,7 @@ def render(
     runs: dict[str, Path] | None = None,
     explorer: bool = False,
     selections: list[Path] = (),
+    curve: Path | None = None,
 ) -> None:
     """Write report.md (figures as PNG files under figures/) and a self-contained report.html.
 
@@ -105,7 +114,8 @@ def render(
     `by_method` its metrics_by_method.json (computed from `metrics_json` when not given);
     `runs` the training runs' run.json by run label (hyperparameters, hardware, versions);
     `explorer`: link explorer.html, written beside the report (peftsum.explorer);
-    `selections`: the sweeps' select files (the grid table and the sensitivity figure).
+    `selections`: the sweeps' select files (the grid table and the sensitivity figure);
+    `curve`: aggregate_curve's curve.json (the learning curves and their crossovers).
     """
     rows = with_labels(read_json(metrics_json))
     methods = read_json(by_method) if by_method is not None else aggregate.method_summary(rows)
@@ -113,18 +123,27 @@ def render(
     pairs = tests["pairs"] if tests else []
     key, rest = split_pairs(pairs, methods, rows)
     sweeps = [read_json(path) for path in selections]
-    figures = save_figures(rows, read_steps(steps), Path(out_md).parent / "figures", sweeps)
+    curves = read_json(curve) if curve is not None else None
+    figures = save_figures(rows, read_steps(steps), Path(out_md).parent / "figures", sweeps,
+                           curves)
     max_new = (setup.get("decoding") or {}).get("max_new_tokens")
     context = {
         "title": "Parameter-efficient fine-tuning for summarization",
         "summary": summary_paragraph(rows, setup),
-        "findings": " ".join(findings(rows, methods, pairs)),
+        "findings": " ".join(findings(rows, methods, pairs)
+                             + report_study.crossover_sentences(curves)),
         "quality": quality_table(rows),
         "quality_note": QUALITY_NOTE,
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
         "seeds_note": SEEDS_NOTE,
         "grid": report_study.grid_table(sweeps) if sweeps else None,
-        "grid_note": GRID_NOTE,
+        "grid_note": GRID_NOTE.format(
+            chosen="highest validation ROUGE-L"
+            if report_study.selection_score(sweeps)[0] == "val_rougeL"
+            else "lowest validation loss"
+        ),
+        "curve": report_study.curve_table(curves) if curves else None,
+        "curve_note": CURVE_NOTE.format(selected_at=curves["selected_at"]) if curves else "",
         "figures": figures,
         "significance": significance_table(key, rows) if pairs else None,
         "significance_intro": significance_intro(methods, rows) if pairs else "",
@@ -512,7 +531,7 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
         if pair is None or pair.get("rougeL_p_holm") is None:
             continue
         p, diff = pair["rougeL_p_holm"], pair["rougeL_diff"]
-        stats = f"p {fmt_p(p)}" if p < 0.001 else f"p = {fmt_p(p)}"
+        stats = p_text(p)
         stats += f" after Holm's correction, Δ = {diff:+.2f}"
         ahead, paired = pair["rougeL_seeds_ahead"], pair["rougeL_seed_pairs"]
         if paired > 1:

@@ -83,11 +83,11 @@ def is_trained(row: dict) -> bool:
 
 
 def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path,
-                 selections: list[dict] = ()) -> list[FigureFile]:
+                 selections: list[dict] = (), curve: dict | None = None) -> list[FigureFile]:
     """Write each figure as PNG under `folder` and keep its bytes for embedding in the HTML.
 
     selections: the sweeps' select files (results/select/<method>.json), for the sensitivity
-    figure."""
+    figure; curve: results/curve.json, for the learning curves."""
     from peftsum import report_study
 
     colors = method_colors([r["name"] for r in rows] + [run_name(label) for label in steps]
@@ -97,8 +97,10 @@ def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path,
         ("rouge.png", "ROUGE per system with 95 % intervals", rouge_figure(rows, colors)),
         ("seed_spread.png", "Test ROUGE-L of every seed, with the mean's interval",
          report_study.seed_spread_figure(rows, colors)),
-        ("sensitivity.png", "Validation loss across each sweep",
+        ("sensitivity.png", "Validation score across each sweep",
          report_study.sensitivity_figure(list(selections), colors)),
+        ("learning_curves.png", "Test scores against training-set size",
+         report_study.curve_figure(curve, colors)),
         ("pareto.png", "ROUGE-L against trainable parameters and time", pareto_figure(rows, colors)),
         ("resources.png", "Training time and peak memory per run", resources_figure(rows, colors)),
     ]

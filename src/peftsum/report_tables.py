@@ -62,6 +62,11 @@ def fmt_p(p) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_text(p: float) -> str:
+    """'p < 0.001' or 'p = 0.012', for sentences."""
+    return f"p {fmt_p(p)}" if p < 0.001 else f"p = {fmt_p(p)}"
+
+
 def fmt_mean_std(mean, std, digits: int = 2) -> str:
     if mean is None:
         return MISSING

@@ -81,6 +81,22 @@ def split(source_dir: Path, out_dir: Path, sizes: dict, seed: int) -> dict:
     return split_module.run(Path(source_dir), Path(out_dir), sizes, seed)
 
 
+def train_subset(tokenized_dir: Path, out_dir: Path, size: int, seed: int) -> dict:
+    """A learning curve's tokenized data: the nested size-n subset of the training split."""
+    from peftsum.data import subsets
+
+    return subsets.write_train_subset(Path(tokenized_dir), Path(out_dir), size, seed)
+
+
+def validation_articles(tokenized: Path, split_file: Path, n: int, out_tokenized: Path,
+                        out_split: Path) -> int:
+    """The first n validation articles, for choosing a sweep point by ROUGE-L."""
+    from peftsum.data import subsets
+
+    return subsets.write_first_articles(Path(tokenized), Path(split_file), n, Path(out_tokenized),
+                                        Path(out_split))
+
+
 def _encoding(model_dir: Path) -> tuple:
     """What every tokenization reads from the model: its tokenizer and context length."""
     from peftsum import models
@@ -202,17 +218,27 @@ def aggregate(metrics: list[Path], predictions: list[Path], runs: list[Path],
                                 predictions=[Path(p) for p in predictions])
 
 
+def aggregate_curve(metrics: list[Path], runs: list[Path], out_json: Path, out_tsv: Path
+                    ) -> dict:
+    """The learning curves' table and crossovers from their evaluations and runs."""
+    from peftsum import curve
+
+    return curve.run([Path(p) for p in metrics], [Path(p) for p in runs], Path(out_json),
+                     Path(out_tsv))
+
+
 def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[Path],
            predictions: list[Path], model_dir: Path, split_stats: Path, tokenize_stats: Path,
            articles: Path, templates_dir: Path, data: dict, out_md: Path, out_html: Path,
-           out_explorer: Path | None = None, selections: list[Path] = ()) -> None:
+           out_explorer: Path | None = None, selections: list[Path] = (),
+           curve: Path | None = None) -> None:
     """Render the report (and the explorer of every summary) from result files only: no model
     is loaded here.
 
     runs: the trained runs' run.json files (their steps.jsonl lie beside them; hyperparameters,
     hardware and versions come from them); predictions: every evaluation's predictions.jsonl
     (its metrics.json beside it); data: the data source's identity and sampling, as configured;
-    selections: the sweeps' select files.
+    selections: the sweeps' select files; curve: the learning curves' curve.json.
     """
     from peftsum import explorer
     from peftsum import report as report_module
@@ -239,7 +265,8 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
                          templates_dir=Path(templates_dir),
                          runs={label(p): Path(p) for p in runs},
                          explorer=out_explorer is not None,
-                         selections=[Path(p) for p in selections])
+                         selections=[Path(p) for p in selections],
+                         curve=Path(curve) if curve else None)
     if out_explorer is not None:
         explorer.build([Path(p).parent for p in predictions], Path(articles), Path(out_explorer))
 

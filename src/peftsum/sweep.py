@@ -1,8 +1,9 @@
 """Hyperparameter sweeps: a method entry's `sweep:` lists become grid points, one training job
-each, and the point with the best validation loss is the one evaluated on test.
+each, and the point chosen on validation (loss, or ROUGE-L) is the one evaluated on test.
 
 No torch here: the workflow expands the grid while it builds the DAG, and selection reads only
-the sweep runs' run.json (validation losses), never anything of the test split.
+the sweep runs' run.json (validation losses) and their summaries of validation articles, never
+anything of the test split.
 """
 
 from __future__ import annotations
@@ -55,28 +56,40 @@ def with_selection(spec: dict, chosen: dict | None) -> dict:
 
 
 def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path,
-           out_chosen: Path) -> dict:
-    """Choose the point with the lowest best validation loss; write the whole grid to `out`
-    and the choice alone to `out_chosen` (what the final runs depend on: a new point that does
-    not win leaves it as it was); return the selection.
+           out_chosen: Path, metric: str = "val_loss",
+           validation: list[str | Path] = ()) -> dict:
+    """Choose the point with the lowest best validation loss (metric val_loss) or the highest
+    validation ROUGE-L (metric rougeL: `validation` holds each point's metrics.json of its
+    summaries of validation articles); write the whole grid to `out` and the choice alone to
+    `out_chosen` (what the final runs depend on: a new point that does not win leaves it as it
+    was); return the selection.
 
-    grid: point name -> hyperparameters; runs: each point's run.json in the grid's order.
+    grid: point name -> hyperparameters; runs (and validation): each point's file in the
+    grid's order.
     """
-    if len(runs) != len(grid):
-        raise ValueError(f"{len(runs)} runs for {len(grid)} grid points of {method}")
+    if len(runs) != len(grid) or (metric == "rougeL" and len(validation) != len(grid)):
+        raise ValueError(f"{len(runs)} runs, {len(validation)} validation evaluations for "
+                         f"{len(grid)} grid points of {method}")
     rows = []
-    for (name, hparams), run_json in zip(grid.items(), runs):
+    for i, ((name, hparams), run_json) in enumerate(zip(grid.items(), runs)):
         run = json.loads(Path(run_json).read_text())
-        rows.append({"point": name, "hparams": hparams, "val_loss": run["best"]["val_loss"],
-                     "best_step": run["best"]["step"], "seed": run["seed"],
-                     "run": str(Path(run_json).parent)})
-    scored = [r for r in rows if r["val_loss"] is not None]
+        row = {"point": name, "hparams": hparams, "val_loss": run["best"]["val_loss"],
+               "best_step": run["best"]["step"], "seed": run["seed"],
+               "run": str(Path(run_json).parent)}
+        if metric == "rougeL":
+            scored = json.loads(Path(validation[i]).read_text())
+            row.update(val_rougeL=scored["rougeL"], val_articles=scored["n_test"])
+        rows.append(row)
+    key = "val_rougeL" if metric == "rougeL" else "val_loss"
+    scored = [r for r in rows if r[key] is not None]
     if not scored:
-        raise UserError(f"no sweep point of {method} recorded a validation loss")
-    chosen = min(scored, key=lambda r: r["val_loss"])
+        what = "ROUGE-L" if metric == "rougeL" else "loss"
+        raise UserError(f"no sweep point of {method} recorded a validation {what}")
+    best = max if metric == "rougeL" else min
+    chosen = best(scored, key=lambda r: r[key])
     choice = {"method": method, "chosen": chosen["point"], "chosen_hparams": chosen["hparams"],
               "chosen_run": chosen["run"], "chosen_seed": chosen["seed"]}
-    selection = {**choice, "metric": "val_loss", "points": rows}
+    selection = {**choice, "metric": metric, "points": rows}
     write_json(out, selection)
     write_json(out_chosen, choice)
     return selection
@@ -85,7 +98,7 @@ def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path
 def reusable_run(chosen: dict | None, seed: int) -> Path | None:
     """The sweep's own run of the chosen point when it was trained with this seed: the final
     run with that seed is the same computation, so it is copied instead of trained again."""
-    if not chosen:
+    if not chosen or "chosen_run" not in chosen:  # a learning curve's run: the choice's hparams only
         return None
     return Path(chosen["chosen_run"]) if chosen["chosen_seed"] == seed else None
 

@@ -350,7 +350,7 @@ def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_byte
     return {
         "name": trainer.method.name, "kind": trainer.method.kind, "seed": trainer.seed,
         "trains": trainer.method.describe(), "method": trainer.method.hparams(),
-        "params": dataclasses.asdict(counts),
+        "params": dataclasses.asdict(counts), "train_examples": len(trainer.train_set),
         "resources": {
             "train_wall_s": seconds, "epoch_wall_s": state["epoch_seconds"],
             "optimizer_steps": state["step"], "tokens_seen": state["tokens"],

@@ -52,6 +52,9 @@ MODEL_IDENTITY = peftsum_config.model_identity(config["model"])
 DATA_IDENTITY = peftsum_config.data_identity(config["data"])
 
 SEEDS = config["training"]["seeds"]
+# Learning curves: every method again at each smaller training size (nested subsets).
+TRAIN_SIZES = config["data"]["train_sizes"]
+SELECTION = config["selection"]
 THREADS = config["threads"]
 SPLITS = ["train", "validation", "test"]
 BASELINES = config["evaluation"]["baselines"]
@@ -66,6 +69,7 @@ wildcard_constraints:
     method="|".join(METHODS),
     point="|".join(re.escape(p) for grid in GRIDS.values() for p in grid) or "^$",
     seed=r"\d+",
+    size=r"\d+",
     split="|".join(SPLITS),
     model=MODEL,
     dataset=DATASET,
@@ -79,6 +83,28 @@ def trained_runs():
 def evaluations():
     trained = expand("results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS)
     return trained + expand("results/eval/{baseline}", baseline=BASELINES)
+
+
+def curve_runs():
+    return expand(
+        "results/curve/n{size}/train/{method}/seed{seed}",
+        size=TRAIN_SIZES,
+        method=METHODS,
+        seed=SEEDS,
+    )
+
+
+def curve_evaluations():
+    """Each learning-curve run's evaluation, then the full-size runs' (the curve's last point)."""
+    smaller = expand(
+        "results/curve/n{size}/eval/{method}/seed{seed}",
+        size=TRAIN_SIZES,
+        method=METHODS,
+        seed=SEEDS,
+    )
+    return smaller + expand(
+        "results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS
+    )
 
 
 def zero_shot_tokens(wildcards):
@@ -98,6 +124,16 @@ def sweep_runs(wildcards):
     )
 
 
+def sweep_validation(wildcards):
+    """Each grid point's summaries of validation articles, where selection is by ROUGE-L."""
+    if SELECTION["metric"] != "rougeL":
+        return []
+    return [
+        str(Path(run).parent / "validation" / "metrics.json")
+        for run in sweep_runs(wildcards)
+    ]
+
+
 def selection(wildcards):
     """A swept method's choice file, once the select checkpoint has run. ancient(): the file is
     written anew each time select runs; what the final runs depend on is its content, which
@@ -114,3 +150,10 @@ def chosen_point(wildcards):
         return {}
     path = checkpoints.select.get(method=wildcards.method).output.chosen
     return peftsum_config.canonical(json.loads(Path(path).read_text()))
+
+
+def chosen_hparams(wildcards):
+    """A learning curve's run depends on the chosen hyperparameters only (its data differ from
+    the sweep's run, which it never copies)."""
+    chosen = chosen_point(wildcards)
+    return {k: chosen[k] for k in ("chosen", "chosen_hparams", "method") if k in chosen}

@@ -88,3 +88,42 @@ rule tokenize_chat:
         instruction=config["evaluation"]["chat_instruction"],
     script:
         "../scripts/tokenize_chat.py"
+
+
+# A learning curve's training data: the first n of one seeded permutation of the training split
+# (nested: each size inside every larger one); validation and stats are the full data's.
+rule train_subset:
+    input:
+        "results/data/tokenized/train.jsonl",
+        "results/data/tokenized/validation.jsonl",
+        stats="results/data/tokenized/stats.json",
+    output:
+        "results/data/subsets/n{size}/train.jsonl",
+        "results/data/subsets/n{size}/validation.jsonl",
+        stats="results/data/subsets/n{size}/stats.json",
+    log:
+        "logs/train_subset/n{size}.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        seed=config["data"]["seed"],
+    script:
+        "../scripts/train_subset.py"
+
+
+# The validation articles each grid point summarises when selection is by ROUGE-L.
+rule validation_articles:
+    input:
+        tokenized="results/data/tokenized/validation.jsonl",
+        split="results/data/split/validation.jsonl",
+    output:
+        tokenized="results/data/select/validation_tokenized.jsonl",
+        split="results/data/select/validation.jsonl",
+    log:
+        "logs/validation_articles/validation_articles.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        n=SELECTION["validation_articles"],
+    script:
+        "../scripts/validation_articles.py"

@@ -63,3 +63,38 @@ rule evaluate_lead3:
         "../../envs/torch.yaml"
     script:
         "../scripts/lead3.py"
+
+
+# A learning curve's run on the same test set and decoding as the full-size runs.
+use rule evaluate as evaluate_size with:
+    input:
+        tokenized="results/data/tokenized/test.jsonl",
+        split="results/data/split/test.jsonl",
+        model=f"resources/models/{MODEL}",
+        run="results/curve/n{size}/train/{method}/seed{seed}/run.json",
+        weights="results/curve/n{size}/train/{method}/seed{seed}/trainable.safetensors",
+    output:
+        metrics="results/curve/n{size}/eval/{method}/seed{seed}/metrics.json",
+        predictions="results/curve/n{size}/eval/{method}/seed{seed}/predictions.jsonl",
+    log:
+        "logs/evaluate/curve_n{size}_{method}_seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/curve_n{size}_{method}_seed{seed}.tsv"
+
+
+# A grid point's summaries of validation articles, for selection by ROUGE-L: the validation
+# split only, decoded as the test evaluation is.
+use rule evaluate as evaluate_point with:
+    input:
+        tokenized="results/data/select/validation_tokenized.jsonl",
+        split="results/data/select/validation.jsonl",
+        model=f"resources/models/{MODEL}",
+        run="results/sweep/{method}/{point}/seed{seed}/run.json",
+        weights="results/sweep/{method}/{point}/seed{seed}/trainable.safetensors",
+    output:
+        metrics="results/sweep/{method}/{point}/seed{seed}/validation/metrics.json",
+        predictions="results/sweep/{method}/{point}/seed{seed}/validation/predictions.jsonl",
+    log:
+        "logs/evaluate/{method}_{point}_seed{seed}_validation.log",
+    benchmark:
+        "benchmarks/evaluate/{method}_{point}_seed{seed}_validation.tsv"

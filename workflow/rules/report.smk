@@ -38,6 +38,29 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
+# Learning curves (data.train_sizes): scores against training size, crossovers and their tests.
+rule aggregate_curve:
+    input:
+        metrics=[f"{d}/metrics.json" for d in curve_evaluations()],
+        predictions=[f"{d}/predictions.jsonl" for d in curve_evaluations()],
+        runs=[f"{d.replace('/eval/', '/train/')}/run.json" for d in curve_evaluations()],
+    output:
+        json="results/curve.json",
+        tsv=report(
+            "results/curve.tsv",
+            caption="../report/curve.rst",
+            category="Tables",
+            subcategory="Learning curves",
+            labels={"table": "score against training size"},
+        ),
+    log:
+        "logs/aggregate/aggregate_curve.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/aggregate_curve.py"
+
+
 rule render_report:
     input:
         [f"{d}/steps.jsonl" for d in trained_runs()],
@@ -54,6 +77,7 @@ rule render_report:
         articles="results/data/split/test.jsonl",
         templates=REPORT_TEMPLATES,
         selections=[f"results/select/{method}.json" for method in GRIDS],
+        curve=["results/curve.json"] if TRAIN_SIZES else [],
     output:
         md="results/report/report.md",
         html=report(

@@ -61,10 +61,36 @@ use rule train as train_point with:
         checkpoint_dir="results/checkpoints/sweep/{method}/{point}/seed{seed}",
 
 
-# Reads only the grid's run.json files (their validation losses): never the test split.
+# One point of a learning curve: a method with its chosen hyperparameters on a nested subset
+# of the training split (results/data/subsets/n{size}/), with every seed.
+use rule train as train_size with:
+    input:
+        "results/data/subsets/n{size}/train.jsonl",
+        "results/data/subsets/n{size}/validation.jsonl",
+        stats="results/data/subsets/n{size}/stats.json",
+        model=f"resources/models/{MODEL}",
+        chosen=selection,
+    output:
+        weights="results/curve/n{size}/train/{method}/seed{seed}/trainable.safetensors",
+        steps="results/curve/n{size}/train/{method}/seed{seed}/steps.jsonl",
+        run="results/curve/n{size}/train/{method}/seed{seed}/run.json",
+    log:
+        "logs/train/curve_n{size}_{method}_seed{seed}.log",
+    benchmark:
+        "benchmarks/train/curve_n{size}_{method}_seed{seed}.tsv"
+    params:
+        method=lambda wc: METHOD_SPECS[wc.method],
+        training=TRAINING,
+        chosen=chosen_hparams,
+        checkpoint_dir="results/checkpoints/curve/n{size}/{method}/seed{seed}",
+
+
+# Reads only the grid's run.json files (their validation losses) and, with selection by
+# ROUGE-L, their summaries of validation articles: never the test split.
 checkpoint select:
     input:
-        sweep_runs,
+        runs=sweep_runs,
+        validation=sweep_validation,
     output:
         grid="results/select/{method}.json",
         chosen="results/select/{method}.chosen.json",
@@ -74,5 +100,6 @@ checkpoint select:
         "../../envs/report.yaml"
     params:
         grid=lambda wc: GRIDS[wc.method],
+        metric=SELECTION["metric"],
     script:
         "../scripts/select.py"

@@ -9,4 +9,4 @@ with stages.guarded(snakemake.log[0]):
                   snakemake.input.tokenize_stats, snakemake.input.articles,
                   Path(snakemake.input.templates[0]).parent, snakemake.params.data,
                   snakemake.output.md, snakemake.output.html, snakemake.output.explorer,
-                  snakemake.input.selections)
+                  snakemake.input.selections, next(iter(snakemake.input.curve), None))

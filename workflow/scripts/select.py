@@ -1,5 +1,6 @@
 from peftsum import stages, sweep
 
 with stages.guarded(snakemake.log[0]):
-    sweep.select(snakemake.wildcards.method, snakemake.params.grid, snakemake.input,
-                 snakemake.output.grid, snakemake.output.chosen)
+    sweep.select(snakemake.wildcards.method, snakemake.params.grid, snakemake.input.runs,
+                 snakemake.output.grid, snakemake.output.chosen, snakemake.params.metric,
+                 snakemake.input.validation)
