@@ -30,7 +30,8 @@ methods: $(STAMP)
 		--cores $(CORES) --directory methods-run
 	@echo "Report: methods-run/results/report/report.html"
 
-# The offline study: grids chosen on validation, three seeds (config/study.yaml; not yet timed).
+# The offline study: grids chosen on validation, three seeds, a learning curve (config/study.yaml;
+# its time and table: README, "The study").
 study: $(STAMP)
 	$(BIN)/snakemake --configfile config/study.yaml --cores $(CORES) --directory study-run
 	@echo "Report: study-run/results/report/report.html"
