@@ -66,11 +66,11 @@ def test_select_without_any_validation_loss_is_an_error(tmp_path):
                      tmp_path / "c.json")
 
 
-def sweep_config(tmp_path: Path, lrs: list) -> Path:
-    """The smoke config with LoRA swept over lrs, last layers as it is, two seeds."""
+def sweep_config(tmp_path: Path, lrs: list, unswept: tuple = ()) -> Path:
+    """The smoke config with LoRA swept over lrs, the methods unswept as they are, two seeds."""
     config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
     config["methods"] = {"lora": {"kind": "lora", "sweep": {"lr": lrs}},
-                         "last_layers": config["methods"]["last_layers"]}
+                         **{name: config["methods"][name] for name in unswept}}
     config["training"]["seeds"] = [0, 1]
     path = tmp_path / f"sweep{len(lrs)}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -79,6 +79,8 @@ def sweep_config(tmp_path: Path, lrs: list) -> Path:
 
 @pytest.fixture(scope="module")
 def sweep_workflow(tmp_path_factory):
+    """The swept LoRA alone, run for real (the dry run plans an unswept method beside it): two
+    trainings and two evaluations fewer, and every check here is about the sweep."""
     workdir = tmp_path_factory.mktemp("sweep")
     done = snakemake(workdir, sweep_config(workdir, [0.001, 0.003]))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -91,7 +93,8 @@ def planned(done) -> Counter:
 
 
 def test_a_grid_plans_one_training_per_point_and_seed(tmp_path):
-    counts = planned(snakemake(tmp_path, sweep_config(tmp_path, [0.001, 0.003, 0.01]), "-n"))
+    config = sweep_config(tmp_path, [0.001, 0.003, 0.01], unswept=("last_layers",))
+    counts = planned(snakemake(tmp_path, config, "-n"))
     # 3 points with the first seed; every seed of each method (lora's chosen point included).
     assert (counts["train_point"], counts["select"], counts["train"]) == (3, 1, 2 * 2)
     assert counts["evaluate"] == 2 * 2  # on test: only the chosen point, every seed
