@@ -1,9 +1,11 @@
-"""The SLURM profile on a real single-node SLURM with 2 fake GPUs (root and apt-get needed).
+"""The SLURM profile on a real single-node SLURM with 2 fake GPUs (root and apt-get needed):
+a smoke study whose grid points run as SLURM jobs of their own, and a failing job's log.
 
 Runs from `make test-slurm` (CI does), which sets PEFTSUM_SLURM_TEST=1; anywhere else it skips,
 because bringing the cluster up installs Debian packages and starts daemons.
 """
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from peftsum import sweep
+
 ROOT = Path(__file__).resolve().parents[1]
 CAN_RUN = (os.environ.get("PEFTSUM_SLURM_TEST") == "1" and hasattr(os, "geteuid")
            and os.geteuid() == 0 and shutil.which("apt-get") is not None)
@@ -24,10 +28,10 @@ pytestmark = pytest.mark.skipif(
 # The CI variant of profiles/slurm: only the partition, the status command (no slurmdbd here,
 # so no sacct) and the sizes change. A command-line option replaces the profile's whole value.
 SMALL = ["mem_mb=1500", "runtime=10"]
+GPU_RULES = ("train", "train_point", "evaluate", "evaluate_zero_shot")
 CI_OVERRIDES = [
     "--default-resources", "slurm_partition=debug", *SMALL,
-    "--set-resources", *[f"{rule}:{r}" for rule in ("train", "evaluate", "evaluate_zero_shot")
-                         for r in ("cpus_per_gpu=1", *SMALL)],
+    "--set-resources", *[f"{rule}:{r}" for rule in GPU_RULES for r in ("cpus_per_gpu=1", *SMALL)],
     "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
     "--latency-wait", "5", "--jobs", "2",
 ]
@@ -52,16 +56,16 @@ def submit(workdir: Path, configfile: Path, lock_dir: Path, *extra: str
     return subprocess.run(command, check=False, capture_output=True, text=True, env=env)
 
 
-def train_jobs(workdir: Path) -> list[dict]:
+def train_jobs(workdir: Path, logs: list[str]) -> list[dict]:
     """SLURM job id, GPUs and start/end time of each training job, from its log."""
     jobs = []
-    for log in sorted((workdir / "logs" / "train").glob("*.log")):
-        lines = log.read_text().splitlines()
-        found = re.search(r"SLURM job (\d+): using its GPUs \['(\d+)'\], no lease", log.read_text())
-        assert found, f"{log.name}: no SLURM GPU line:\n" + "\n".join(lines[:5])
+    for name in logs:
+        lines = (workdir / "logs" / "train" / name).read_text().splitlines()
+        found = re.search(r"SLURM job (\d+): using its GPUs \['(\d+)'\], no lease", "\n".join(lines))
+        assert found, f"{name}: no SLURM GPU line:\n" + "\n".join(lines[:5])
         stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in lines
                   if re.match(r"\d{4}-\d\d-\d\d ", line)]
-        jobs.append({"log": log.name, "job": found[1], "gpu": found[2],
+        jobs.append({"log": name, "job": found[1], "gpu": found[2],
                      "start": stamps[0], "end": stamps[-1]})
     return jobs
 
@@ -76,35 +80,43 @@ def submitted_jobs(done: subprocess.CompletedProcess, has_all_rule: bool) -> lis
     return submitted
 
 
-def three_methods(tmp_path: Path) -> Path:
-    """The smoke config with the assignment's three methods only (it holds every kind): the
-    cluster run stays short, and its three training jobs are what the test counts."""
+# A smoke study: LoRA swept over four learning rates. One method keeps the cluster run short; its
+# four grid points (train_point jobs) are what the test counts.
+GRID = {"lr": [0.0003, 0.001, 0.003, 0.01]}
+
+
+def smoke_study(tmp_path: Path) -> Path:
     config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
-    config["methods"] = {k: config["methods"][k] for k in ("prompt_tuning", "lora", "last_layers")}
-    configfile = tmp_path / "three_methods.yaml"
+    config["methods"] = {"lora": {**config["methods"]["lora"], "sweep": GRID}}
+    configfile = tmp_path / "smoke_study.yaml"
     configfile.write_text(yaml.safe_dump(config))
     return configfile
 
 
-def test_smoke_workflow_through_sbatch(cluster, tmp_path):
-    # Up to training first: then the three training jobs are the only ones ready, and with two
+def test_smoke_study_grid_runs_as_separate_slurm_jobs_on_different_gpus(cluster, tmp_path):
+    # Up to the grid first: then its four train_point jobs are the only ones ready, and with two
     # job slots two of them must be queued together, so the GPU split is seen on every run
-    # (in one pass the scheduler may pair a training job with an evaluation instead).
-    configfile = three_methods(tmp_path)
-    until_train = submit(tmp_path, configfile, tmp_path / "locks", "--until", "train")
+    # (in one pass the scheduler may pair a grid point with another job instead).
+    configfile = smoke_study(tmp_path)
+    until_grid = submit(tmp_path, configfile, tmp_path / "locks", "--until", "train_point")
     rest = submit(tmp_path, configfile, tmp_path / "locks")
-    submitted = submitted_jobs(until_train, False) + submitted_jobs(rest, True)
+    submitted = submitted_jobs(until_grid, False) + submitted_jobs(rest, True)
 
-    jobs = train_jobs(tmp_path)
-    assert len(jobs) == 3 and {j["job"] for j in jobs} <= set(submitted)
+    points = list(sweep.points(GRID))
+    assert len(points) >= 4
+    jobs = train_jobs(tmp_path, [f"lora_{point}_seed0.log" for point in points])
+    assert len({j["job"] for j in jobs}) == len(points)  # each point its own SLURM job
+    assert {j["job"] for j in jobs} <= set(submitted)
     overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
                    if a["start"] < b["end"] and b["start"] < a["end"]]
-    assert overlapping, f"no two training jobs overlapped: {jobs}"
+    assert overlapping, f"no two grid points overlapped: {jobs}"
     assert all(a["gpu"] != b["gpu"] for a, b in overlapping), overlapping
     for a, b in overlapping:
         print(f"overlapping: {a['log']} job {a['job']} CUDA_VISIBLE_DEVICES={a['gpu']}, "
               f"{b['log']} job {b['job']} CUDA_VISIBLE_DEVICES={b['gpu']}")
     assert not list((tmp_path / "locks").glob("*.lock"))  # the lease stayed out of the way
+    selection = json.loads((tmp_path / "results" / "select" / "lora.json").read_text())
+    assert [p["point"] for p in selection["points"]] == points
     assert (tmp_path / "results" / "report" / "report.html").stat().st_size > 0
 
 
