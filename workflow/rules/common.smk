@@ -107,6 +107,11 @@ def curve_evaluations():
     )
 
 
+def curve_trained_runs():
+    """The training runs of curve_evaluations(), in the same order."""
+    return curve_runs() + trained_runs()
+
+
 def zero_shot_tokens(wildcards):
     """The test set in the shared template, or in the model's chat template for zero_shot_chat."""
     if wildcards.baseline == "zero_shot_chat":

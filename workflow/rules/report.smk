@@ -43,7 +43,7 @@ rule aggregate_curve:
     input:
         metrics=[f"{d}/metrics.json" for d in curve_evaluations()],
         predictions=[f"{d}/predictions.jsonl" for d in curve_evaluations()],
-        runs=[f"{d.replace('/eval/', '/train/')}/run.json" for d in curve_evaluations()],
+        runs=[f"{d}/run.json" for d in curve_trained_runs()],
     output:
         json="results/curve.json",
         tsv=report(
