@@ -80,9 +80,12 @@ def trained_runs():
     return expand("results/train/{method}/seed{seed}", method=METHODS, seed=SEEDS)
 
 
+def trained_evaluations():
+    return expand("results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS)
+
+
 def evaluations():
-    trained = expand("results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS)
-    return trained + expand("results/eval/{baseline}", baseline=BASELINES)
+    return trained_evaluations() + expand("results/eval/{baseline}", baseline=BASELINES)
 
 
 def curve_runs():
@@ -102,9 +105,7 @@ def curve_evaluations():
         method=METHODS,
         seed=SEEDS,
     )
-    return smaller + expand(
-        "results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS
-    )
+    return smaller + trained_evaluations()
 
 
 def curve_trained_runs():
