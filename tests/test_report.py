@@ -567,6 +567,30 @@ def test_significance_sentence(pairs, expected):
     assert report.significance_sentence(methods, pairs) == expected
 
 
+def test_other_trained_pairs_are_each_said_with_their_verdict():
+    """The best against the runner-up is the significance sentence's; every other pair of
+    trained methods gets its own verdict, baselines none."""
+    methods = [
+        {"name": "lora", "kind": "lora", "rougeL_mean": 26.8, "n_seeds": 3},
+        {"name": "lead3", "kind": "baseline", "rougeL_mean": 25.2, "n_seeds": 1},
+        {"name": "prompt_tuning", "kind": "prompt_tuning", "rougeL_mean": 22.8, "n_seeds": 3},
+        {"name": "last_layers", "kind": "last_layers", "rougeL_mean": 20.4, "n_seeds": 3},
+    ]
+    pairs = [significance_pair("lora", "lead3", 0.5, ahead=3, paired=3),
+             significance_pair("lora", "prompt_tuning", 0.156, 4.06, ahead=3, paired=3),
+             significance_pair("lora", "last_layers", 0.006, 6.42, ahead=3, paired=3),
+             significance_pair("prompt_tuning", "last_layers", 0.524, 2.36, ahead=3, paired=3),
+             significance_pair("lead3", "last_layers", 0.045, 4.73)]
+    assert report.other_trained_pairs_sentence(methods, pairs) == (
+        "The other pairs of trained methods, on ROUGE-L: lora and prompt_tuning cannot be told "
+        "apart (p = 0.156 after Holm's correction, Δ = +4.06, ahead in 3 of 3 seeds); lora's lead "
+        "over last_layers is significant (p = 0.006 after Holm's correction, Δ = +6.42, ahead in "
+        "3 of 3 seeds); prompt_tuning and last_layers cannot be told apart "
+        "(p = 0.524 after Holm's correction, Δ = +2.36, ahead in 3 of 3 seeds).")
+    runner_up_trained = [methods[0], methods[2]]  # lora and prompt_tuning: already said
+    assert report.other_trained_pairs_sentence(runner_up_trained, pairs) == ""
+
+
 def test_number_formats():
     assert report.fmt_flops(2.5383e15) == "2.5e15"
     assert report.fmt_flops(None) == "—"

@@ -471,6 +471,7 @@ def findings(
     sentences = [
         best_rouge_sentence(methods),
         significance_sentence(methods, pairs),
+        other_trained_pairs_sentence(methods, pairs),
         cheapest_sentence(rows),
         fastest_sentence(methods),
         cut_off_sentence(rows),
@@ -530,14 +531,9 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
         pair = find_pair(pairs, best, other)
         if pair is None or pair.get("rougeL_p_holm") is None:
             continue
-        p, diff = pair["rougeL_p_holm"], pair["rougeL_diff"]
-        stats = p_text(p)
-        stats += f" after Holm's correction, Δ = {diff:+.2f}"
-        ahead, paired = pair["rougeL_seeds_ahead"], pair["rougeL_seed_pairs"]
-        if paired > 1:
-            stats += f", ahead in {ahead} of {paired} seeds"
+        stats = pair_stats(pair)
         subject = f"{best}'s" if not clauses else "its"
-        if p < ALPHA:
+        if pair["rougeL_p_holm"] < ALPHA:
             clauses.append(f"{subject} lead over {other} is significant ({stats})")
         else:
             clauses.append(f"{best} and {other} cannot be told apart ({stats})")
@@ -545,6 +541,38 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
         return ""
     return ("Resampling seeds and test articles together, on ROUGE-L, " + "; ".join(clauses)
             + ".")
+
+
+def pair_stats(pair: dict) -> str:
+    """Holm's p, the difference and the seeds' vote of one ROUGE-L comparison (system_a is
+    the one ahead on the mean)."""
+    stats = f"{p_text(pair['rougeL_p_holm'])} after Holm's correction, Δ = {pair['rougeL_diff']:+.2f}"
+    ahead, paired = pair["rougeL_seeds_ahead"], pair["rougeL_seed_pairs"]
+    if paired > 1:
+        stats += f", ahead in {ahead} of {paired} seeds"
+    return stats
+
+
+def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
+    """Every pair of trained methods that significance_sentence leaves out (it has the best
+    against the runner-up): a study's question is often between two of the others."""
+    scored = ranked_by_rouge_l(methods)
+    trained = [m["name"] for m in scored if m.get("kind", "baseline") != "baseline"]
+    told = {m["name"] for m in scored[:2]}
+    clauses = []
+    for i, first in enumerate(trained):
+        for second in trained[i + 1:]:
+            pair = find_pair(pairs, first, second)
+            if {first, second} == told or pair is None or pair.get("rougeL_p_holm") is None:
+                continue
+            ahead, behind = pair["system_a"], pair["system_b"]
+            verdict = (f"{ahead}'s lead over {behind} is significant"
+                       if pair["rougeL_p_holm"] < ALPHA
+                       else f"{ahead} and {behind} cannot be told apart")
+            clauses.append(f"{verdict} ({pair_stats(pair)})")
+    if not clauses:
+        return ""
+    return "The other pairs of trained methods, on ROUGE-L: " + "; ".join(clauses) + "."
 
 
 def cheapest_sentence(rows: list[dict]) -> str:
