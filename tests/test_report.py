@@ -589,6 +589,13 @@ def test_other_trained_pairs_are_each_said_with_their_verdict():
         "(p = 0.524 after Holm's correction, Δ = +2.36, ahead in 3 of 3 seeds).")
     runner_up_trained = [methods[0], methods[2]]  # lora and prompt_tuning: already said
     assert report.other_trained_pairs_sentence(runner_up_trained, pairs) == ""
+    many = [{"name": f"m{i}", "kind": "lora", "rougeL_mean": 30.0 - i, "n_seeds": 1}
+            for i in range(5)]
+    many_pairs = [significance_pair(f"m{i}", f"m{j}", 0.01 if j - i > 2 else 0.5)
+                  for i in range(5) for j in range(i + 1, 5)]
+    assert report.other_trained_pairs_sentence(many, many_pairs) == (
+        "Of the other 9 pairs of trained methods, 3 differ significantly on ROUGE-L after Holm's "
+        "correction (the significance table has them all).")
 
 
 def test_number_formats():

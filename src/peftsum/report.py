@@ -35,6 +35,7 @@ from peftsum.report_tables import (
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
 ARTICLE_CHARS = 600
 ALPHA = 0.05  # significance level of the paired tests
+MAX_PAIRS_SAID = 6  # more pairs of trained methods are counted in the findings, not listed
 EXPLORER_HREF = "explorer.html"  # beside report.html
 
 QUALITY_NOTE = (
@@ -559,17 +560,22 @@ def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
     scored = ranked_by_rouge_l(methods)
     trained = [m["name"] for m in scored if m.get("kind", "baseline") != "baseline"]
     told = {m["name"] for m in scored[:2]}
+    others = [find_pair(pairs, first, second)
+              for i, first in enumerate(trained) for second in trained[i + 1:]
+              if {first, second} != told]
+    others = [pair for pair in others if pair and pair.get("rougeL_p_holm") is not None]
+    if len(others) > MAX_PAIRS_SAID:
+        significant = sum(pair["rougeL_p_holm"] < ALPHA for pair in others)
+        return (f"Of the other {len(others)} pairs of trained methods, {significant} differ "
+                "significantly on ROUGE-L after Holm's correction (the significance table has "
+                "them all).")
     clauses = []
-    for i, first in enumerate(trained):
-        for second in trained[i + 1:]:
-            pair = find_pair(pairs, first, second)
-            if {first, second} == told or pair is None or pair.get("rougeL_p_holm") is None:
-                continue
-            ahead, behind = pair["system_a"], pair["system_b"]
-            verdict = (f"{ahead}'s lead over {behind} is significant"
-                       if pair["rougeL_p_holm"] < ALPHA
-                       else f"{ahead} and {behind} cannot be told apart")
-            clauses.append(f"{verdict} ({pair_stats(pair)})")
+    for pair in others:
+        ahead, behind = pair["system_a"], pair["system_b"]
+        verdict = (f"{ahead}'s lead over {behind} is significant"
+                   if pair["rougeL_p_holm"] < ALPHA
+                   else f"{ahead} and {behind} cannot be told apart")
+        clauses.append(f"{verdict} ({pair_stats(pair)})")
     if not clauses:
         return ""
     return "The other pairs of trained methods, on ROUGE-L: " + "; ".join(clauses) + "."
