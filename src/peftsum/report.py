@@ -532,16 +532,20 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
         pair = find_pair(pairs, best, other)
         if pair is None or pair.get("rougeL_p_holm") is None:
             continue
-        stats = pair_stats(pair)
         subject = f"{best}'s" if not clauses else "its"
-        if pair["rougeL_p_holm"] < ALPHA:
-            clauses.append(f"{subject} lead over {other} is significant ({stats})")
-        else:
-            clauses.append(f"{best} and {other} cannot be told apart ({stats})")
+        clauses.append(pair_verdict(subject, best, other, pair))
     if not clauses:
         return ""
     return ("Resampling seeds and test articles together, on ROUGE-L, " + "; ".join(clauses)
             + ".")
+
+
+def pair_verdict(subject: str, ahead: str, behind: str, pair: dict) -> str:
+    """'<subject> lead over <behind> is significant (...)' or '<ahead> and <behind> cannot be
+    told apart (...)', by Holm's p on ROUGE-L."""
+    if pair["rougeL_p_holm"] < ALPHA:
+        return f"{subject} lead over {behind} is significant ({pair_stats(pair)})"
+    return f"{ahead} and {behind} cannot be told apart ({pair_stats(pair)})"
 
 
 def pair_stats(pair: dict) -> str:
@@ -569,15 +573,9 @@ def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
         return (f"Of the other {len(others)} pairs of trained methods, {significant} differ "
                 "significantly on ROUGE-L after Holm's correction (the significance table has "
                 "them all).")
-    clauses = []
-    for pair in others:
-        ahead, behind = pair["system_a"], pair["system_b"]
-        verdict = (f"{ahead}'s lead over {behind} is significant"
-                   if pair["rougeL_p_holm"] < ALPHA
-                   else f"{ahead} and {behind} cannot be told apart")
-        clauses.append(f"{verdict} ({pair_stats(pair)})")
-    if not clauses:
+    if not others:
         return ""
+    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p) for p in others]
     return "The other pairs of trained methods, on ROUGE-L: " + "; ".join(clauses) + "."
 
 
