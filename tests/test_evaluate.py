@@ -202,3 +202,26 @@ def test_zero_shot_chat_baseline_reads_the_chat_encoded_test_set(smoke, tmp_path
                               baseline="zero_shot_chat")
     assert (metrics["name"], metrics["kind"], metrics["n_test"]) == ("zero_shot_chat", "baseline", 8)
     assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == 8
+
+
+def test_test_loss_batches_by_loss_batch_size_and_generation_by_batch_size(smoke, tmp_path,
+                                                                          monkeypatch):
+    from peftsum import evaluate as evaluate_module
+
+    root, config = smoke
+    sizes = []
+    batches = evaluate_module.sorted_batches
+    monkeypatch.setattr(evaluate_module, "sorted_batches",
+                        lambda lengths, n: sizes.append(n) or batches(lengths, n))
+    losses = {}
+    for loss_batch_size in (None, 3):
+        sizes.clear()
+        cfg = EvalConfig.from_dict({**config["evaluation"], "batch_size": 8, "max_new_tokens": 2,
+                                    "loss_batch_size": loss_batch_size})
+        metrics = stages.evaluate(root / "model", root / "tokenized" / "test.jsonl",
+                                  root / "split" / "test.jsonl", tmp_path / str(loss_batch_size),
+                                  cfg)
+        assert sizes == [loss_batch_size or 8, 8]  # the loss pass, then generation
+        losses[loss_batch_size] = metrics["test_loss"]
+    # A mean over every summary token of the set, not over batches: the same however batched.
+    assert losses[3] == pytest.approx(losses[None], rel=1e-5)

@@ -202,6 +202,7 @@ class EvalConfig:
     """Test-set evaluation and decoding settings."""
 
     batch_size: int = 16
+    loss_batch_size: int | None = None  # None: batch_size
     max_new_tokens: int = 128
     num_beams: int = 1
     no_repeat_ngram_size: int = 3

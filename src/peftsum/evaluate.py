@@ -153,7 +153,8 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     dtype = amp_dtype(dev, cfg.cpu_bf16)
     model, tokenizer = load_model(model_dir, method, weights, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
-    test_loss = mean_loss(model, examples, cfg.batch_size, tokenizer.pad_token_id, dev, dtype)
+    test_loss = mean_loss(model, examples, cfg.loss_batch_size or cfg.batch_size,
+                          tokenizer.pad_token_id, dev, dtype)
     with Stopwatch() as clock:
         outputs = generate(model, tokenizer, examples, cfg, dev, dtype)
     preds = [o["text"] for o in outputs]
