@@ -551,8 +551,8 @@ def significance_pair(a: str, b: str, p: float, diff: float = 1.0, ahead: int = 
         (
             [significance_pair("a", "b", 0.01, 0.5)],
             (
-                "Resampling seeds and test articles together, on ROUGE-L, a's lead over b is "
-                "significant (p = 0.010 after Holm's correction, Δ = +0.50)."
+                "Resampling test articles (one seed per method), on ROUGE-L, a's lead over b "
+                "is significant (p = 0.010 after Holm's correction, Δ = +0.50)."
             ),
         ),
         ([], ""),
