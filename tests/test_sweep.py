@@ -1,6 +1,7 @@
 """Sweeps: the grid a method entry's `sweep:` lists make, the selection by validation loss
 (from the sweep runs' run.json alone), and the reuse of the chosen point's run."""
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -188,3 +189,25 @@ def test_the_report_shows_the_grid_with_its_choice_and_the_sensitivity(tmp_path)
     figure = report_study.sensitivity_figure([selection], {"lora": "#000000"})
     assert len(figure.axes) == 2  # one panel per swept hyperparameter
     assert report_study.sensitivity_figure([], {}) is None
+
+
+def test_the_sensitivity_figures_tick_labels_do_not_overlap(tmp_path):
+    """The study's three lr grids on one log axis: 0.0005 and 0.001 lie close together."""
+    from peftsum import report_study
+
+    selections = []
+    for method, lrs in [("prompt_tuning", [0.03, 0.1]), ("lora", [0.001, 0.003]),
+                        ("last_layers", [0.0005, 0.001])]:
+        grid = sweep.points({"lr": lrs})
+        runs = [run_json(tmp_path / method / name, 2.0 + i) for i, name in enumerate(grid)]
+        selections.append(sweep.select(method, grid, runs, tmp_path / f"{method}_g.json",
+                                       tmp_path / f"{method}_c.json"))
+    figure = report_study.sensitivity_figure(
+        selections, {"prompt_tuning": "#7b3294", "lora": "#d7191c", "last_layers": "#fdae61"})
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    labels = [t for t in figure.axes[0].get_xticklabels() if t.get_text()]
+    assert [t.get_text() for t in labels] == ["0.0005", "0.001", "0.003", "0.03", "0.1"]
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+    for left, right in itertools.pairwise(boxes):
+        assert not left.overlaps(right), (left, right)
