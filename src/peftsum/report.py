@@ -527,15 +527,14 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
     best = scored[0]["name"]
     zero_shot = strongest_zero_shot(scored[2:])
     others = [scored[1]["name"]] + ([zero_shot["name"]] if zero_shot else [])
-    told = {other: find_pair(pairs, best, other) for other in others}
-    told = {other: pair for other, pair in told.items()
-            if pair is not None and pair.get("rougeL_p_holm") is not None}
-    clauses = [pair_verdict(f"{best}'s" if not i else "its", best, other, pair)
-               for i, (other, pair) in enumerate(told.items())]
-    if not clauses:
+    told = [(other, pair) for other in others
+            if (pair := find_pair(pairs, best, other)) and pair.get("rougeL_p_holm") is not None]
+    if not told:
         return ""
+    clauses = [pair_verdict(f"{best}'s" if not i else "its", best, other, pair)
+               for i, (other, pair) in enumerate(told)]
     # With one seed per method the bootstrap can resample only the articles: say which it was.
-    several_seeds = any(pair["rougeL_seed_pairs"] > 1 for pair in told.values())
+    several_seeds = any(pair["rougeL_seed_pairs"] > 1 for _, pair in told)
     resampled = ("seeds and test articles together" if several_seeds
                  else "test articles (one seed per method)")
     return f"Resampling {resampled}, on ROUGE-L, " + "; ".join(clauses) + "."
