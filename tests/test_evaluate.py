@@ -204,8 +204,10 @@ def test_zero_shot_chat_baseline_reads_the_chat_encoded_test_set(smoke, tmp_path
     assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == 8
 
 
-def test_test_loss_batches_by_loss_batch_size_and_generation_by_batch_size(smoke, tmp_path,
-                                                                          monkeypatch):
+def test_test_loss_comes_from_generation_or_from_a_pass_in_loss_batch_size(smoke, tmp_path,
+                                                                             monkeypatch):
+    """Greedy search scores the summaries from its own cache (one batching, no loss pass); beam
+    search, whose cache holds beams, keeps the loss pass in batches of loss_batch_size."""
     from peftsum import evaluate as evaluate_module
 
     root, config = smoke
@@ -214,14 +216,15 @@ def test_test_loss_batches_by_loss_batch_size_and_generation_by_batch_size(smoke
     monkeypatch.setattr(evaluate_module, "sorted_batches",
                         lambda lengths, n: sizes.append(n) or batches(lengths, n))
     losses = {}
-    for loss_batch_size in (None, 3):
+    for beams, loss_batch_size, expected_sizes in ((1, 3, [8]), (2, None, [8, 8]), (2, 3, [8, 3])):
         sizes.clear()
         cfg = EvalConfig.from_dict({**config["evaluation"], "batch_size": 8, "max_new_tokens": 2,
-                                    "loss_batch_size": loss_batch_size})
+                                    "num_beams": beams, "loss_batch_size": loss_batch_size})
         metrics = stages.evaluate(root / "model", root / "tokenized" / "test.jsonl",
-                                  root / "split" / "test.jsonl", tmp_path / str(loss_batch_size),
+                                  root / "split" / "test.jsonl", tmp_path / f"{beams}-{loss_batch_size}",
                                   cfg)
-        assert sizes == [loss_batch_size or 8, 8]  # the loss pass, then generation
-        losses[loss_batch_size] = metrics["test_loss"]
-    # A mean over every summary token of the set, not over batches: the same however batched.
-    assert losses[3] == pytest.approx(losses[None], rel=1e-5)
+        assert sizes == expected_sizes  # generation, then the loss pass if any
+        losses[beams, loss_batch_size] = metrics["test_loss"]
+    # A mean over every summary token of the set, not over batches: the same however computed.
+    assert losses[2, 3] == pytest.approx(losses[2, None], rel=1e-5)
+    assert losses[1, 3] == pytest.approx(losses[2, None], rel=1e-5)

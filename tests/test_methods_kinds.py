@@ -362,3 +362,39 @@ def test_the_training_loop_calls_adalora_after_every_step(tokenizer):
     Trainer(model, tokenizer, method, cfg, 0, examples, examples, torch.device("cpu")).fit()
     values = torch.cat([p.flatten() for n, p in model.named_parameters() if "lora_E" in n])
     assert int((values != 0).sum()) == 1 * 2  # target_r x adapted layers
+
+
+def _with_summaries(tokenizer):
+    """_examples with a reference summary (+ EOS) of unequal lengths after each source."""
+    summaries = ["A storm hit the coast.", "Prices rose again this year, as they did before.",
+                 "Team wins."]
+    return [{**e, "input_ids": e["input_ids"] + tokenizer(" " + s)["input_ids"] + [50256]}
+            for e, s in zip(_examples(tokenizer), summaries)]
+
+
+BASE_SPECS = [{"kind": "prompt_tuning", "n_tokens": 4}, {"kind": "last_layers", "n_blocks": 1},
+              {"kind": "lora", "r": 4}]
+
+
+@pytest.mark.parametrize(("make", "spec"), [(tiny, s) for s in TINY_SPECS + BASE_SPECS]
+                         + [(tiny_llama, s) for s in BASE_SPECS + TINY_SPECS[7:8]],
+                         ids=[f"gpt2-{i}" for i in IDS + [s["kind"] for s in BASE_SPECS]]
+                         + [f"llama-{s['kind']}" for s in BASE_SPECS + TINY_SPECS[7:8]])
+def test_loss_from_the_generation_cache_equals_the_loss_pass(tokenizer, make, spec):
+    """Scoring the summaries from generation's cache of the sources (left-padded, a soft prompt
+    before the padding) gives the right-padded loss pass's loss; prefix tuning keeps that pass."""
+    from peftsum.evaluate import generate_and_score, loss_sums
+
+    model = _perturbed(spec, tokenizer, make)
+    examples, dev = _with_summaries(tokenizer), torch.device("cpu")
+    cfg = EvalConfig.from_dict({"batch_size": 3, "max_new_tokens": 5})
+    generation = generate_and_score(model, tokenizer, examples, cfg, dev)
+    assert [o["text"] for o in generation.outputs] == [
+        o["text"] for o in generate(model, tokenizer, examples, cfg, dev)]
+    if spec["kind"] == "prefix_tuning":
+        assert generation.loss_sums is None
+        return
+    total, count = generation.loss_sums
+    expected_total, expected_count = loss_sums(model, examples, 1, tokenizer.pad_token_id, dev)
+    assert count == expected_count == sum(len(e["input_ids"]) - e["source_len"] for e in examples)
+    assert total == pytest.approx(expected_total, rel=1e-5)

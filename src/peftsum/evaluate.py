@@ -17,8 +17,9 @@ from peftsum.config import EvalConfig
 from peftsum.data.batches import collate, collate_sources, sorted_batches
 from peftsum.io import read_jsonl, write_json, write_jsonl
 from peftsum.kv_cache import growing_cache
-from peftsum.loss import summary_nll
+from peftsum.loss import summary_nll, summary_nll_after_prefill
 from peftsum.methods import Method
+from peftsum.methods.soft_prompt import SoftPromptModel
 from peftsum.resources import Stopwatch, amp_dtype, autocast, place_for_inference
 from peftsum.text import lead, split_sentences
 
@@ -67,34 +68,85 @@ class GeneratedNoRepeatNGram(LogitsProcessor):
         return self.inner(input_ids[:, self.start:], scores)
 
 
-def decoding_kwargs(cfg: EvalConfig, tokenizer) -> dict:
-    """Greedy or beam search; a fresh n-gram blocker and KV cache per generate() call."""
+def decoding_kwargs(cfg: EvalConfig, tokenizer, cache) -> dict:
+    """Greedy or beam search into cache; a fresh n-gram blocker per generate() call."""
     blockers = [GeneratedNoRepeatNGram(cfg.no_repeat_ngram_size)] if cfg.no_repeat_ngram_size else []
     return {"max_new_tokens": cfg.max_new_tokens, "num_beams": cfg.num_beams, "do_sample": False,
-            "past_key_values": growing_cache(cfg.max_new_tokens),
-            "logits_processor": LogitsProcessorList(blockers),
+            "past_key_values": cache, "logits_processor": LogitsProcessorList(blockers),
             "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+
+
+def cache_owner(model):
+    """The model that continues from the cache model.generate() fills, when it holds the
+    sources as a forward over the same layout would (greedy search only: beam search reorders
+    it): the wrapped model under a soft prompt or P-tuning's (the prompt is in the cache, before
+    the padding), the model itself otherwise. None for prefix tuning, whose prefix has no
+    positions."""
+    if isinstance(model, SoftPromptModel):
+        return model.base
+    config = getattr(model, "active_peft_config", None)
+    if config is None:
+        return model
+    return None if config.peft_type == "PREFIX_TUNING" else model.get_base_model()
+
+
+@dataclasses.dataclass
+class Generation:
+    outputs: list[dict]  # per example, in the order given
+    seconds: float  # in generate() alone
+    loss_sums: tuple[float, int] | None  # summed summary NLL and token count, where scored
 
 
 @torch.no_grad()
 def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev,
              dtype: torch.dtype | None = None) -> list[dict]:
     """Greedy or beam summaries, decoded from the new tokens only, in the order of examples."""
+    return generate_and_score(model, tokenizer, examples, cfg, dev, dtype, score=False).outputs
+
+
+@torch.no_grad()
+def generate_and_score(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev,
+                       dtype: torch.dtype | None = None, score: bool = True) -> Generation:
+    """generate(), and with score the reference summaries' loss from generation's own KV cache
+    of the sources (summary_nll_after_prefill), so that no article runs twice; loss_sums is None
+    where the cache cannot serve (cache_owner)."""
     model.eval()
+    owner = cache_owner(model) if score and cfg.num_beams == 1 else None
     outputs: list[dict | None] = [None] * len(examples)
+    seconds, total, count = 0.0, 0.0, 0
     batches = sorted_batches([e["source_len"] for e in examples], cfg.batch_size)
     for batch in tqdm(batches, desc="generate", mininterval=5):
-        tensors = {k: v.to(dev) for k, v in
-                   collate_sources([examples[i] for i in batch], tokenizer.pad_token_id).items()}
-        with autocast(dev, dtype):
-            out = model.generate(**tensors, **decoding_kwargs(cfg, tokenizer))
-        new_tokens = out[:, tensors["input_ids"].shape[1]:]  # the prompt is never decoded
+        rows = [examples[i] for i in batch]
+        tensors = {k: v.to(dev) for k, v in collate_sources(rows, tokenizer.pad_token_id).items()}
+        cache = growing_cache(cfg.max_new_tokens)
+        with Stopwatch() as clock, autocast(dev, dtype):
+            out = model.generate(**tensors, **decoding_kwargs(cfg, tokenizer, cache))
+        seconds += clock.seconds
+        width = tensors["input_ids"].shape[1]
+        new_tokens = out[:, width:]  # the prompt is never decoded
+        if owner is not None:
+            nll, n = _score_from_cache(owner, cache, tensors, rows, new_tokens.shape[1], dev, dtype)
+            total, count = total + nll, count + n
         for i, tokens in zip(batch, new_tokens.tolist()):
             ended = tokenizer.eos_token_id in tokens
             tokens = tokens[: tokens.index(tokenizer.eos_token_id)] if ended else tokens
             outputs[i] = {"text": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
                           "n_tokens": len(tokens), "hit_max": not ended}
-    return outputs
+    return Generation(outputs, seconds, (total, count) if owner is not None else None)
+
+
+def _score_from_cache(owner, cache, sources: dict[str, torch.Tensor], rows: list[dict],
+                      n_new: int, dev, dtype) -> tuple[float, int]:
+    """After generate(): the cache holds whatever the model put before the sources (a soft
+    prompt), the sources, and all new tokens but the last."""
+    before = cache.get_seq_length() - (n_new - 1) - sources["attention_mask"].shape[1]
+    prefix_mask = torch.cat([sources["attention_mask"].new_ones(len(rows), before),
+                             sources["attention_mask"]], 1)
+    summaries = [r["input_ids"][r["source_len"]:] for r in rows]
+    with autocast(dev, dtype):
+        nll, n = summary_nll_after_prefill(owner, cache, prefix_mask,
+                                           sources["input_ids"][:, -1], summaries)
+    return nll.item(), n
 
 
 def rouge_per_example(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
@@ -153,14 +205,15 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     dtype = amp_dtype(dev, cfg.cpu_bf16)
     model, tokenizer = load_model(model_dir, method, weights, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
-    test_loss = mean_loss(model, examples, cfg.loss_batch_size or cfg.batch_size,
-                          tokenizer.pad_token_id, dev, dtype)
-    with Stopwatch() as clock:
-        outputs = generate(model, tokenizer, examples, cfg, dev, dtype)
+    generation = generate_and_score(model, tokenizer, examples, cfg, dev, dtype)
+    total, count = generation.loss_sums or loss_sums(
+        model, examples, cfg.loss_batch_size or cfg.batch_size, tokenizer.pad_token_id, dev, dtype)
+    test_loss = total / count
+    outputs = generation.outputs
     preds = [o["text"] for o in outputs]
     n_new = sum(o["n_tokens"] for o in outputs)
     extra = {"test_loss": test_loss, "perplexity": math.exp(test_loss),
-             "gen_wall_s": clock.seconds, "gen_tokens_per_s": n_new / clock.seconds,
+             "gen_wall_s": generation.seconds, "gen_tokens_per_s": n_new / generation.seconds,
              "hit_max_new_tokens": sum(o["hit_max"] for o in outputs) / len(outputs),
              "decoding": dataclasses.asdict(cfg)}
     name, kind = (method.name, method.kind) if method else (baseline, "baseline")
