@@ -26,7 +26,6 @@ def summary_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, in
     return nll, int((targets != IGNORE_INDEX).sum())
 
 
-
 def summary_nll_after_prefill(decoder, cache, prefix_mask: torch.Tensor, last_tokens: torch.Tensor,
                               summaries: list[list[int]]) -> tuple[torch.Tensor, int]:
     """summary_nll of left-padded sources whose keys and values are already in cache (generation
