@@ -10,15 +10,15 @@ import torch
 from conftest import gpt2, two_examples
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LogitsProcessorList
 
-from peftsum import config, models, restore
+from peftsum import config, greedy, models, restore
 from peftsum.bench import presets
 from peftsum.bench.__main__ import main as bench_main
 from peftsum.config import EvalConfig
-from peftsum.data.batches import collate
+from peftsum.data.batches import collate, collate_sources
 from peftsum.errors import UserError
-from peftsum.evaluate import generate, mean_loss
+from peftsum.evaluate import GeneratedNoRepeatNGram, cache_owner, generate, mean_loss
 from peftsum.io import read_jsonl
 from peftsum.kv_cache import GrowingLayer, growing_cache
 from peftsum.loss import summary_nll
@@ -398,3 +398,57 @@ def test_loss_from_the_generation_cache_equals_the_loss_pass(tokenizer, make, sp
     expected_total, expected_count = loss_sums(model, examples, 1, tokenizer.pad_token_id, dev)
     assert count == expected_count == sum(len(e["input_ids"]) - e["source_len"] for e in examples)
     assert total == pytest.approx(expected_total, rel=1e-5)
+
+
+def _up_to(tokens: list[int], eos: int) -> list[int]:
+    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+
+
+def _generate_whole(model, sources, max_new_tokens: int, eos: int) -> list[list[int]]:
+    """generate() over the whole batch (what beam search and prefix tuning still run)."""
+    out = model.generate(**sources, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=eos, pad_token_id=50256,
+                         logits_processor=LogitsProcessorList([GeneratedNoRepeatNGram(3)]),
+                         past_key_values=growing_cache(max_new_tokens))
+    return [_up_to(t, eos) for t in out[:, sources["input_ids"].shape[1]:].tolist()]
+
+
+# Not prefix tuning (generate() whole), nor BitFit and VeRA: perturbed, they write the same
+# tokens whatever the source, so that no EOS ends their rows apart.
+ENDING_APART = [i for i, s in enumerate(TINY_SPECS)
+                if s["kind"] not in ("prefix_tuning", "bitfit", "peft")]
+
+
+@pytest.mark.parametrize(("make", "spec"), [(tiny, TINY_SPECS[i]) for i in ENDING_APART]
+                         + [(tiny, s) for s in BASE_SPECS]
+                         + [(tiny_llama, s) for s in BASE_SPECS + TINY_SPECS[7:8]],
+                         ids=[f"gpt2-{IDS[i]}" for i in ENDING_APART]
+                         + [f"gpt2-{s['kind']}" for s in BASE_SPECS]
+                         + [f"llama-{s['kind']}" for s in BASE_SPECS + TINY_SPECS[7:8]])
+@pytest.mark.parametrize("overhead", [None, 0], ids=["one-prefill", "prefill-per-length"])
+def test_greedy_decoding_drops_ended_rows_and_equals_generate(tokenizer, make, spec, overhead):
+    """peftsum.greedy gives generate()'s tokens (n-gram blocking included) while the rows that
+    ended leave the batch: fewer rows are decoded than generate() decodes. With overhead 0 the
+    prefill runs once per source length and the caches are merged, left-padded."""
+    model = _perturbed(spec, tokenizer, make)
+    sources = collate_sources(_examples(tokenizer) + _examples(tokenizer)[:1], 50256)
+    free = _generate_whole(model, sources, 12, eos=50256)
+    eos = max(sorted({t for row in free for t in row}),  # as EOS: the one ending rows most apart
+              key=lambda t: len({row.index(t) if t in row else -1 for row in free}))
+    expected = _generate_whole(model, sources, 12, eos)
+    assert len({len(t) for t in expected}) > 1  # rows end at different steps
+    owner, decoded_rows = cache_owner(model), []
+    start, cache = greedy.prefill_grouped(model, sources, 12, 50256, overhead)
+    owner.register_forward_pre_hook(
+        lambda module, args, kwargs: decoded_rows.append(len(kwargs["input_ids"])), with_kwargs=True)
+    ours = greedy.decode(owner, cache, start, 12, eos, 50256, 3)
+    assert [_up_to(t, eos) for t in ours] == expected
+    steps = max(map(len, expected)) - 1
+    assert len(decoded_rows) == steps and sum(decoded_rows) < len(expected) * steps
+
+
+def test_length_groups_weigh_padding_against_one_more_forward():
+    lengths = [10, 9, 3, 2]
+    assert greedy.length_groups(lengths, 0) == [range(0, 1), range(1, 2), range(2, 3), range(3, 4)]
+    assert greedy.length_groups(lengths, 5) == [range(0, 2), range(2, 4)]  # 26 + 10 tokens
+    assert greedy.length_groups(lengths, 100) == [range(0, 4)]

@@ -12,7 +12,7 @@ from rouge_score import rouge_scorer
 from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
-from peftsum import models
+from peftsum import greedy, models
 from peftsum.config import EvalConfig
 from peftsum.data.batches import collate, collate_sources, sorted_batches
 from peftsum.io import read_jsonl, write_json, write_jsonl
@@ -90,6 +90,11 @@ def cache_owner(model):
     return None if config.peft_type == "PREFIX_TUNING" else model.get_base_model()
 
 
+# What one more prefill forward costs, in tokens, where padded tokens cost their compute (the
+# CPU); on a GPU a forward of a few thousand tokens takes about its launch time: one group.
+PREFILL_GROUP_OVERHEAD = {"cpu": 64}
+
+
 @dataclasses.dataclass
 class Generation:
     outputs: list[dict]  # per example, in the order given
@@ -107,45 +112,65 @@ def generate(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev,
 @torch.no_grad()
 def generate_and_score(model, tokenizer, examples: list[dict], cfg: EvalConfig, dev,
                        dtype: torch.dtype | None = None, score: bool = True) -> Generation:
-    """generate(), and with score the reference summaries' loss from generation's own KV cache
-    of the sources (summary_nll_after_prefill), so that no article runs twice; loss_sums is None
-    where the cache cannot serve (cache_owner)."""
+    """generate(), and with score the reference summaries' loss from the prefill's KV cache of
+    the sources (summary_nll_after_prefill), so that no article runs twice. Greedy search runs
+    peftsum.greedy (rows leave the batch when they end) wherever cache_owner can continue the
+    cache; beam search and prefix tuning run generate() whole, and loss_sums is then None."""
     model.eval()
-    owner = cache_owner(model) if score and cfg.num_beams == 1 else None
+    owner = cache_owner(model) if cfg.num_beams == 1 else None
     outputs: list[dict | None] = [None] * len(examples)
     seconds, total, count = 0.0, 0.0, 0
     batches = sorted_batches([e["source_len"] for e in examples], cfg.batch_size)
     for batch in tqdm(batches, desc="generate", mininterval=5):
         rows = [examples[i] for i in batch]
         tensors = {k: v.to(dev) for k, v in collate_sources(rows, tokenizer.pad_token_id).items()}
-        cache = growing_cache(cfg.max_new_tokens)
-        with Stopwatch() as clock, autocast(dev, dtype):
-            out = model.generate(**tensors, **decoding_kwargs(cfg, tokenizer, cache))
-        seconds += clock.seconds
-        width = tensors["input_ids"].shape[1]
-        new_tokens = out[:, width:]  # the prompt is never decoded
-        if owner is not None:
-            nll, n = _score_from_cache(owner, cache, tensors, rows, new_tokens.shape[1], dev, dtype)
+        if owner is None:
+            new_tokens, took = _generate_whole(model, tokenizer, tensors, cfg, dev, dtype)
+        else:
+            new_tokens, took, (nll, n) = _generate_greedy(model, owner, tokenizer, tensors, rows,
+                                                          cfg, dev, dtype, score)
             total, count = total + nll, count + n
-        for i, tokens in zip(batch, new_tokens.tolist()):
+        seconds += took
+        for i, tokens in zip(batch, new_tokens):
             ended = tokenizer.eos_token_id in tokens
             tokens = tokens[: tokens.index(tokenizer.eos_token_id)] if ended else tokens
             outputs[i] = {"text": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
                           "n_tokens": len(tokens), "hit_max": not ended}
-    return Generation(outputs, seconds, (total, count) if owner is not None else None)
+    scored = score and owner is not None
+    return Generation(outputs, seconds, (total, count) if scored else None)
 
 
-def _score_from_cache(owner, cache, sources: dict[str, torch.Tensor], rows: list[dict],
-                      n_new: int, dev, dtype) -> tuple[float, int]:
-    """After generate(): the cache holds whatever the model put before the sources (a soft
-    prompt), the sources, and all new tokens but the last."""
-    before = cache.get_seq_length() - (n_new - 1) - sources["attention_mask"].shape[1]
-    prefix_mask = torch.cat([sources["attention_mask"].new_ones(len(rows), before),
-                             sources["attention_mask"]], 1)
+def _generate_whole(model, tokenizer, sources: dict[str, torch.Tensor], cfg: EvalConfig, dev,
+                    dtype) -> tuple[list[list[int]], float]:
+    """HF generate() over the batch (beam search, prefix tuning): new tokens and seconds."""
+    with Stopwatch() as clock, autocast(dev, dtype):
+        out = model.generate(**sources, **decoding_kwargs(cfg, tokenizer,
+                                                          growing_cache(cfg.max_new_tokens)))
+    return out[:, sources["input_ids"].shape[1]:].tolist(), clock.seconds  # never the prompt
+
+
+def _generate_greedy(model, owner, tokenizer, sources: dict[str, torch.Tensor], rows: list[dict],
+                     cfg: EvalConfig, dev, dtype, score: bool
+                     ) -> tuple[list[list[int]], float, tuple[float, int]]:
+    """peftsum.greedy's prefill (in length groups on the CPU), the summaries' loss from its
+    cache (untimed), then decoding: new tokens, seconds, and the summed loss and its count."""
+    with Stopwatch() as prefilling, autocast(dev, dtype):
+        start, cache = greedy.prefill_grouped(model, sources, cfg.max_new_tokens,
+                                              tokenizer.pad_token_id,
+                                              PREFILL_GROUP_OVERHEAD.get(dev.type))
+    loss = _score_from_cache(owner, cache, start, rows, dev, dtype) if score else (0.0, 0)
+    with Stopwatch() as decoding, autocast(dev, dtype):
+        new_tokens = greedy.decode(owner, cache, start, cfg.max_new_tokens, tokenizer.eos_token_id,
+                                   tokenizer.pad_token_id, cfg.no_repeat_ngram_size)
+    return new_tokens, prefilling.seconds + decoding.seconds, loss
+
+
+def _score_from_cache(owner, cache, start: greedy.Prefilled, rows: list[dict], dev,
+                      dtype) -> tuple[float, int]:
     summaries = [r["input_ids"][r["source_len"]:] for r in rows]
     with autocast(dev, dtype):
-        nll, n = summary_nll_after_prefill(owner, cache, prefix_mask,
-                                           sources["input_ids"][:, -1], summaries)
+        nll, n = summary_nll_after_prefill(owner, cache, start.prefix_mask, start.first_logits,
+                                           summaries)
     return nll.item(), n
 
 

@@ -55,6 +55,18 @@ class GrowingLayer(DynamicLayer):
                                                   self.reserve)
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows `indices` (greedy decoding drops the rows that ended), in new
+        buffers that keep their room."""
+        if self._key_buffer is None or self.keys.data_ptr() != self._key_buffer.data_ptr():
+            super().batch_select_indices(indices)
+            return
+        filled = self.keys.shape[-2]
+        self._key_buffer = self._key_buffer.index_select(0, indices)
+        self._value_buffer = self._value_buffer.index_select(0, indices)
+        self.keys = self._key_buffer[..., :filled, :]
+        self.values = self._value_buffer[..., :filled, :]
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Beam search: reorder inside the buffers, which then stay usable."""
         for cached in (self.keys, self.values):
