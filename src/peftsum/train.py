@@ -28,7 +28,7 @@ from peftsum.config import TrainingConfig, config_hash
 from peftsum.data.batches import collate, length_grouped_batches, pad_fraction
 from peftsum.evaluate import loss_sums
 from peftsum.io import atomic_path, read_jsonl, write_json, write_jsonl
-from peftsum.loss import summary_nll
+from peftsum.loss import summary_nll, summary_span
 from peftsum.methods import Method
 from peftsum.methods.common import decoder_blocks, save_trainable, trainable_state, unwrap
 from peftsum.resources import (
@@ -113,16 +113,18 @@ class Trainer:
         return [batches[i:i + ga] for i in range(0, len(batches), ga)]
 
     # --- one optimizer step -----------------------------------------------------------------
-    def _batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.dev) for k, v in
-                collate([self.train_set[j] for j in indices], self.pad_id).items()}
+    def _host_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return collate([self.train_set[j] for j in indices], self.pad_id)
+
+    def _on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.dev) for k, v in batch.items()}
 
     def _join_reduce(self, indices: list[int]) -> None:
         """A forward and backward through the DDP module at zero weight: its gradient hooks
         then take part in the all-reduce with zeros (a backward outside the DDP forward never
         reaches them, and the other ranks would wait for this one for ever)."""
         with autocast(self.dev, self.dtype):
-            nll, _ = summary_nll(self.net, self._batch(indices))
+            nll, _ = summary_nll(self.net, self._on_device(self._host_batch(indices)))
         self.scaler.scale(nll * 0.0).backward()
 
     def _step(self, micro_batches: list[list[int]]) -> dict:
@@ -130,6 +132,8 @@ class Trainer:
 
         Each micro-batch's loss is its mean over summary tokens; the step's gradient is their
         mean over the step's micro-batches, whatever the number of ranks (DDP averages ranks).
+        The counts come from the batches before they go to the device and the loss stays a
+        device tensor until a log line reads it: nothing here waits for the GPU.
         """
         mine = micro_batches[self.rank::self.world]
         scale = self.world / len(micro_batches)
@@ -139,17 +143,18 @@ class Trainer:
         for i, indices in enumerate(mine):
             last = i == len(mine) - 1
             no_sync = self.net.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
+            host = self._host_batch(indices)
             with no_sync:
-                batch = self._batch(indices)
                 with autocast(self.dev, self.dtype):
-                    nll, n_tokens = summary_nll(self.net, batch)
+                    nll, n_tokens = summary_nll(self.net, self._on_device(host),
+                                                summary_span(host["labels"]))
                 loss = nll / max(1, n_tokens)
                 extra = self.method.regularization(self.model)
                 self.scaler.scale((loss if extra is None else loss + extra) * scale).backward()
-            stats["loss"] += loss.item()
-            stats["tokens"] += int(batch["attention_mask"].sum())
+            stats["loss"] += loss.detach()
+            stats["tokens"] += int(host["attention_mask"].sum())
             stats["samples"] += len(indices)
-            stats["pad"] += pad_fraction(batch)
+            stats["pad"] += pad_fraction(host)
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.scaler.step(self.optimizer)
@@ -177,7 +182,7 @@ class Trainer:
             s["stopped_early"] = self.cfg.patience is not None and s["bad_evals"] >= self.cfg.patience
 
     def _log(self, window: dict, seconds: float) -> None:
-        loss, micro, tokens, pad = distributed.all_sum(window["loss"], window["micro"],
+        loss, micro, tokens, pad = distributed.all_sum(float(window["loss"]), window["micro"],
                                                        window["tokens"], window["pad"], dev=self.dev)
         row = {"step": self.state["step"], "epoch": self.state["epoch"], "train_loss": loss / micro,
                "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": tokens / seconds,
