@@ -127,6 +127,7 @@ def _header(results: dict) -> list[str]:
     machine_line = (f"peftsum bench, preset {p['name']}: model {p['model']['name']}, data "
                     f"{p['data']}, {peak['dtype']}, our training attention "
                     f"{p.get('attention', 'sdpa')}; {env['device']} ({env['cpu']}, "
+                    f"{env.get('cpu_capability')}, {env.get('cpu_matrix_units')}, "
                     f"{env['cores']} cores, {env['threads']} threads), {env['date']}")
     versions = ("torch {torch}, transformers {transformers}, peft {peft}, accelerate "
                 "{accelerate}, datasets {datasets}; 1-minute load average at the end "

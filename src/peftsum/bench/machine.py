@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -36,9 +37,22 @@ def matmul_peak(dev: torch.device, dtype: torch.dtype, n: int, repeats: int = 5)
             "repeats": repeats, "best_s": best, "datasheet_flops": peak_flops(device_name(dev))}
 
 
+def cpu_matrix_units() -> str:
+    """What the CPU's bf16 matmuls run on: AMX, AVX-512 bf16, or none (fp32 then)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    if "amx_bf16" in flags:
+        return "AMX"
+    return "AVX-512 bf16, no AMX" if "avx512_bf16" in flags else "no AMX, no bf16 kernels"
+
+
 def environment(dev: torch.device) -> dict:
     return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "device": device_name(dev), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_matrix_units": cpu_matrix_units(),
             "threads": torch.get_num_threads(), "python": platform.python_version(),
             "load_average": os.getloadavg()[0],
             **{name: importlib.metadata.version(name) for name in PACKAGES}}

@@ -115,25 +115,30 @@ def generation(repeats: dict) -> dict:
     return summary
 
 
+SPEEDUP_TARGET = 2.0  # issue 17: over the HF Trainer (training) and pipeline batched (generation)
+MFU_TARGET = 0.40
+
+
 def targets(train: dict, gen: dict | None) -> list[dict]:
     """The issue's targets, each with the value reached and whether it is met."""
     rows = []
     for method, variants in train.items():
         hf = variants.get("hf_trainer")
         if hf:
-            rows.append({"target": f"{method}: training >= 1.5x HF Trainer tokens/s, same loss",
+            rows.append({"target": f"{method}: training >= {SPEEDUP_TARGET:g}x HF Trainer "
+                                   "tokens/s, same loss",
                          "value": f"{hf['speedup_of_ours']:.2f}x, loss gap {hf['loss_gap']:.2%}",
-                         "met": hf["speedup_of_ours"] >= 1.5 and hf["loss_agrees"]})
+                         "met": hf["speedup_of_ours"] >= SPEEDUP_TARGET and hf["loss_agrees"]})
         ours = variants["ours"]
-        rows.append({"target": f"{method}: MFU* >= 40% of the measured matmul peak",
+        rows.append({"target": f"{method}: MFU* >= {MFU_TARGET:.0%} of the measured matmul peak",
                      "value": f"MFU* {ours['mfu_needed']:.1%} (MFU {ours['mfu']:.1%})",
-                     "met": ours["mfu_needed"] >= 0.40})
+                     "met": ours["mfu_needed"] >= MFU_TARGET})
     if gen:
-        ours = gen["ours"]
-        rows.append({"target": "generation >= 5x pipeline one at a time, identical greedy text",
-                     "value": f"{gen['pipeline_one']['speedup_of_ours']:.2f}x, "
-                              f"match {ours['match_rate']:.0%}",
-                     "met": gen["pipeline_one"]["speedup_of_ours"] >= 5
+        ours, batched = gen["ours"], gen["pipeline_batched"]
+        rows.append({"target": f"generation >= {SPEEDUP_TARGET:g}x pipeline batched (same batch "
+                               "size), text identical to pipeline one at a time",
+                     "value": f"{batched['speedup_of_ours']:.2f}x, match {ours['match_rate']:.0%}",
+                     "met": batched["speedup_of_ours"] >= SPEEDUP_TARGET
                      and ours["match_rate"] == 1.0})
     return rows
 
