@@ -449,6 +449,6 @@ def test_greedy_decoding_drops_ended_rows_and_equals_generate(tokenizer, make, s
 
 def test_length_groups_weigh_padding_against_one_more_forward():
     lengths = [10, 9, 3, 2]
-    assert greedy.length_groups(lengths, 0) == [range(0, 1), range(1, 2), range(2, 3), range(3, 4)]
-    assert greedy.length_groups(lengths, 5) == [range(0, 2), range(2, 4)]  # 26 + 10 tokens
-    assert greedy.length_groups(lengths, 100) == [range(0, 4)]
+    assert greedy.length_groups(lengths, 0) == [range(1), range(1, 2), range(2, 3), range(3, 4)]
+    assert greedy.length_groups(lengths, 5) == [range(2), range(2, 4)]  # 26 + 10 tokens
+    assert greedy.length_groups(lengths, 100) == [range(4)]

@@ -52,3 +52,13 @@ def test_eager_and_sdpa_attention_give_the_same_loss(tiny_gpt2, tokenizer):
         labels[0, :6] = -100  # nothing predicted from padding, nor the first real token
         losses.append(tiny_gpt2(input_ids=ids, attention_mask=mask, labels=labels).loss)
     torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_auto_attention_is_eager_only_under_bf16_on_a_cpu():
+    from peftsum.resources import training_attention
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert training_attention("auto", cpu, torch.bfloat16) == "eager"
+    assert training_attention("auto", cpu, None) == "sdpa"  # fp32: sdpa was faster there
+    assert training_attention("auto", gpu, torch.bfloat16) == "sdpa"
+    assert training_attention("eager", cpu, None) == "eager"  # an explicit choice stands

@@ -36,6 +36,15 @@ def amp_dtype(dev: torch.device, cpu_bf16: bool) -> torch.dtype | None:
     return torch.bfloat16 if cpu_bf16 else None
 
 
+def training_attention(choice: str, dev: torch.device, dtype: torch.dtype | None) -> str:
+    """training.attention resolved: auto is eager under bf16 on a CPU (1.21x the tokens/s of
+    sdpa for prompt tuning on the AVX-512 EPYC) and sdpa elsewhere (in fp32 on the AVX2 EPYC
+    sdpa was 1.19x eager's speed; on GPUs its fused kernels): docs/benchmarks.md."""
+    if choice != "auto":
+        return choice
+    return "eager" if dev.type == "cpu" and dtype == torch.bfloat16 else "sdpa"
+
+
 def autocast(dev: torch.device, dtype: torch.dtype | None):
     """Autocast to dtype (None: full precision); trainable weights stay fp32 either way."""
     if dtype is None:

@@ -85,11 +85,11 @@ def _flops(model) -> dict:
             "head_flops_per_token": 2 * head.weight.numel() * passes}
 
 
-def _optimizer(model, method: Method, cfg: TrainingConfig, dev: torch.device):
+def _optimizer(model, method: Method, cfg: TrainingConfig):
     """AdamW and the warm-up/decay schedule exactly as peftsum.train.Trainer builds them."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=method.params.lr, weight_decay=cfg.weight_decay,
-                                  fused=dev.type == "cuda")
+                                  fused=True)
     total = cfg.max_steps
     return optimizer, linear_schedule(optimizer, max(1, round(cfg.warmup_ratio * total)), total)
 
@@ -214,7 +214,7 @@ def train_hf_trainer(job: Job, method: Method) -> dict:
             model=model, args=args, train_dataset=features,
             callbacks=[clock, _MethodStep(method, model)],
             data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX),
-            optimizers=_optimizer(model, method, cfg, dev))
+            optimizers=_optimizer(model, method, cfg))
         # Each micro-batch's mean loss / grad_accum, as our loop, rather than one mean over all
         # of the step's tokens: the same gradient definition, so that the losses can agree.
         trainer.model_accepts_loss_kwargs = False
@@ -241,7 +241,7 @@ def train_pad_to_max(job: Job, method: Method) -> dict:
     model, _ = method.wrap(model, tokenizer)
     model.to(dev).train()
     cfg = training_config(job)
-    optimizer, scheduler = _optimizer(model, method, cfg, dev)
+    optimizer, scheduler = _optimizer(model, method, cfg)
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)  # as our loop
     params = [p for p in model.parameters() if p.requires_grad]
     # The soft prompt takes its positions from the same context, as in the workflow.
