@@ -6,8 +6,10 @@ generate() makes only the first token (the prefill: every method keeps its own w
 prompt before the sources), and the model that owns the cache (evaluate.cache_owner) continues
 it over the rows still running; rows that ended leave the batch and the cache a few at a time.
 Each step is HF's greedy step: the logits processors on the tokens generated so far, argmax,
-and the mask and positions generate() would give (tests/test_greedy.py: the same tokens as
-generate() for every kind of method).
+and the mask and positions generate() would give (tests/test_methods_kinds.py: the same tokens
+as generate() for every kind of method). On the CPU the prefill can run in length groups whose
+caches are merged (prefill_grouped), so that short sources are not computed at the longest's
+width.
 """
 
 from __future__ import annotations
