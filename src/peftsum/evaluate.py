@@ -91,7 +91,8 @@ def cache_owner(model):
 
 
 # What one more prefill forward costs, in tokens, where padded tokens cost their compute (the
-# CPU); on a GPU a forward of a few thousand tokens takes about its launch time: one group.
+# CPU; a round figure, not tuned); on a GPU a forward of a few thousand tokens takes about its
+# launch time: one group.
 PREFILL_GROUP_OVERHEAD = {"cpu": 64}
 
 
