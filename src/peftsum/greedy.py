@@ -19,7 +19,7 @@ import dataclasses
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
-from peftsum.kv_cache import growing_cache
+from peftsum.kv_cache import growing_cache, stack_left_padded
 
 # Rows that ended are dropped once they are this share of the batch: each drop copies the cache.
 DROP_SHARE = 0.25
@@ -82,30 +82,17 @@ def prefill_grouped(model, sources: dict[str, torch.Tensor], reserve: int, pad_i
     if len(groups) == 1:
         cache = growing_cache(reserve)
         return prefill(model, sources, cache, pad_id), cache
-    parts = []
+    caches, starts = [], []
     for rows in groups:
         width = max(lengths[i] for i in rows)
-        group = {k: v[rows.start:rows.stop, v.shape[1] - width:] for k, v in sources.items()}
-        cache = growing_cache(reserve)
-        parts.append((rows, width, cache, prefill(model, group, cache, pad_id)))
-    before = parts[0][2].get_seq_length() - parts[0][1]
-    merged = growing_cache(reserve)
-    for layer in range(len(parts[0][2].layers)):
-        states = []
-        for name in ("keys", "values"):
-            first = getattr(parts[0][2].layers[layer], name)
-            full = first.new_zeros((len(lengths), *first.shape[1:-2], before + mask.shape[1],
-                                    first.shape[-1]))
-            for rows, width, cache, _ in parts:
-                part = getattr(cache.layers[layer], name)
-                full[rows.start:rows.stop, ..., :before, :] = part[..., :before, :]
-                full[rows.start:rows.stop, ..., full.shape[-2] - width:, :] = part[..., before:, :]
-            states.append(full)
-        merged.update(*states, layer)
-    start = Prefilled(torch.cat([p.first_logits for *_, p in parts]),
-                      torch.cat([p.first_tokens for *_, p in parts]),
+        caches.append(growing_cache(reserve))
+        starts.append(prefill(model, {k: v[rows.start:rows.stop, v.shape[1] - width:]
+                                      for k, v in sources.items()}, caches[-1], pad_id))
+    before = starts[0].prefix_mask.shape[1] - max(lengths[i] for i in groups[0])
+    start = Prefilled(torch.cat([s.first_logits for s in starts]),
+                      torch.cat([s.first_tokens for s in starts]),
                       torch.cat([mask.new_ones(len(mask), before), mask], 1))
-    return start, merged
+    return start, stack_left_padded(caches, before, mask.shape[1], reserve)
 
 
 def decode(owner, cache, start: Prefilled, max_new_tokens: int, eos_id: int, pad_id: int,

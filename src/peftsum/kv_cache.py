@@ -79,3 +79,35 @@ def growing_cache(reserve: int) -> DynamicCache:
     cache = DynamicCache()
     cache.layer_class_to_replicate = partial(GrowingLayer, reserve)
     return cache
+
+
+def _stacked(parts: list[torch.Tensor], before: int, width: int, reserve: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """parts' rows in one buffer: each part's first `before` positions first, its others
+    right-aligned to `width`, zeros between (masked positions); the filled view and the buffer."""
+    first = parts[0]
+    buffer = first.new_zeros((sum(len(p) for p in parts), *first.shape[1:-2],
+                              before + width + reserve, first.shape[-1]))
+    row = 0
+    for part in parts:
+        rows, row = slice(row, row + len(part)), row + len(part)
+        buffer[rows, ..., :before, :] = part[..., :before, :]
+        buffer[rows, ..., before + width - (part.shape[-2] - before):before + width, :] = \
+            part[..., before:, :]
+    return buffer[..., :before + width, :], buffer
+
+
+def stack_left_padded(caches: list[DynamicCache], before: int, width: int,
+                      reserve: int) -> DynamicCache:
+    """One growing cache of the rows of caches, in order: caches of left-padded groups of one
+    batch (each with `before` positions of a soft prompt first), padded on the left to the
+    batch's `width`, with room for `reserve` more tokens."""
+    merged = growing_cache(reserve)
+    for layers in zip(*(cache.layers for cache in caches)):
+        layer = GrowingLayer(reserve)
+        layer.lazy_initialization(layers[0].keys, layers[0].values)
+        layer.keys, layer._key_buffer = _stacked([x.keys for x in layers], before, width, reserve)
+        layer.values, layer._value_buffer = _stacked([x.values for x in layers], before, width,
+                                                     reserve)
+        merged.layers.append(layer)
+    return merged
