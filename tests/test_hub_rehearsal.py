@@ -256,9 +256,11 @@ def hub(tmp_path_factory):
 
 
 # --- the user's command -----------------------------------------------------------------------
-# config/config.yaml unchanged but for sizes and steps: the hub sources, the 1,024-token
-# template, the three methods and the baselines as configured.
+# config/config.yaml unchanged but for sizes, steps and threads: the hub sources, the 1,024-token
+# template, the three methods and the baselines as configured; one thread per job, so that two
+# jobs share the 2 cores instead of running one after another.
 OVERLAY = {
+    "threads": 1,
     "data": {"sizes": SIZES},
     "training": {"epochs": 1, "max_steps": 2, "batch_size": 1, "grad_accum": 1, "eval_every": 2,
                  "eval_samples": 2},
