@@ -24,7 +24,7 @@ def tiny(tmp_path_factory):
     """The whole tiny bench, in this process, and what it printed."""
     root = tmp_path_factory.mktemp("bench")
     argv = ["--preset", "tiny", "--in-process", "--models-dir", str(root / "models"),
-            "--config-dir", str(CONFIG), "--out", str(root / "bench.json")]
+            "--config-dir", str(CONFIG), "--out", str(root / "bench.json"), "--profile"]
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         results = main(argv)
     return results, printed.getvalue(), root
@@ -36,6 +36,15 @@ def test_prints_the_tables_and_writes_the_same_figures(tiny):
         assert heading in printed
     assert json.loads((root / "bench.json").read_text())["training"] == results["training"]
     assert results["environment"]["threads"] >= 1 and results["peak"]["flops"] > 0
+
+
+def test_the_profile_lists_each_methods_top_operators(tiny):
+    results, printed, _ = tiny
+    assert [p["method"] for p in results["profiles"]] == list(results["training"])
+    for profile in results["profiles"]:
+        assert f"our loop's last step ({profile['method']})" in printed
+        ops = [op["op"] for op in profile["top_ops"]]
+        assert "aten::mm" in ops or "aten::addmm" in ops, (profile["method"], ops)
 
 
 def test_every_training_variant_trains_the_same_thing(tiny):

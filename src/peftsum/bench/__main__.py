@@ -84,11 +84,11 @@ def _run_all(job: presets.Job, args: argparse.Namespace) -> dict:
     return raw
 
 
-def _profile(job: presets.Job) -> dict:
-    """Where our loop's time goes: the first method's last step under torch.profiler."""
-    name = next(iter(job.methods))
-    result = training.train_ours(job, methods.from_config(name, job.methods[name]), profile=True)
-    return {"method": name, "top_ops": result["profile"]}
+def _profiles(job: presets.Job) -> list[dict]:
+    """Where our loop's time goes: each method's last step under torch.profiler."""
+    return [{"method": name, "top_ops": training.train_ours(
+        job, methods.from_config(name, spec), profile=True)["profile"]}
+        for name, spec in job.methods.items()]
 
 
 def bench(args: argparse.Namespace) -> dict:
@@ -118,7 +118,7 @@ def bench(args: argparse.Namespace) -> dict:
             "mfu_formula": report.MFU_FORMULA, "loss_tolerance": args.loss_tolerance,
             "repeats": args.repeats,
             "training": train, "generation": gen, "targets": report.targets(train, gen),
-            "profile": _profile(job) if args.profile else None, "raw": raw}
+            "profiles": _profiles(job) if args.profile else [], "raw": raw}
 
 
 def _header(results: dict) -> list[str]:
@@ -166,10 +166,10 @@ def render(results: dict) -> str:
         lines += _training_section(results)
     if results["generation"]:
         lines += _generation_section(results)
-    if results["profile"]:
-        caption = (f"Where time goes: our loop's last step ({results['profile']['method']}) "
+    for profile in results["profiles"]:
+        caption = (f"Where time goes: our loop's last step ({profile['method']}) "
                    "under torch.profiler, operators by self time")
-        lines += ["", caption, report.profile_table(results["profile"]["top_ops"])]
+        lines += ["", caption, report.profile_table(profile["top_ops"])]
     if results["training"]:
         lines += ["", results["mfu_formula"]]
     lines += ["", report.targets_table(results["targets"])]
@@ -195,7 +195,8 @@ def parser() -> argparse.ArgumentParser:
                    help="our loop's training.attention (default: the preset's config)")
     p.add_argument("--in-process", action="store_true",
                    help="run the variants in this process: faster, no peak memory figures")
-    p.add_argument("--profile", action="store_true", help="profile one step of our loop")
+    p.add_argument("--profile", action="store_true",
+                   help="profile our loop's last step, for each method")
     p.add_argument("--out", default=None, help="JSON results (default: results/bench/<preset>.json)")
     p.add_argument("--config-dir", default="config", help="where demo.yaml and config.yaml are")
     p.add_argument("--models-dir", default="resources/models")
