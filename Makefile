@@ -36,8 +36,12 @@ study: $(STAMP)
 	$(BIN)/snakemake --configfile config/study.yaml --cores $(CORES) --directory study-run
 	@echo "Report: study-run/results/report/report.html"
 
+# Two pytest-xdist workers, a file's tests on one of them (its module fixtures run once), each
+# worker one torch thread (tests/conftest.py): the tests' machines have 2 cores. TEST_WORKERS=0
+# runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Brings up a single-node SLURM with 2 fake GPUs (root and apt-get), submits the smoke workflow
 # with profiles/slurm, and stops the cluster again.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftsum import config as peftsum_config
@@ -32,6 +33,13 @@ def tiny_gpt2():
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker takes one of the machine's cores: two workers of torch's
+    # default two threads each would fight over 2 cores.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -69,10 +77,18 @@ def snakemake(workdir: Path, configfile: Path, *args: str,
 
 @pytest.fixture(scope="session")
 def smoke_workflow(tmp_path_factory):
-    """The whole workflow on the smoke config, run once for every test that reads its results."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    done = snakemake(workdir, ROOT / "tests" / "smoke.yaml")
-    assert done.returncode == 0, done.stderr[-3000:]
+    """The whole workflow on the smoke config, run once for every test that reads its results.
+
+    Under pytest-xdist a session fixture runs in every worker: the workflow's folder lies beside
+    the workers' own, and the first worker to need it runs it while the others wait."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    workdir, finished = shared / "smoke-workflow", shared / "smoke-workflow.done"
+    with FileLock(str(shared / "smoke-workflow.lock")):
+        if not finished.exists():
+            done = snakemake(workdir, ROOT / "tests" / "smoke.yaml")
+            assert done.returncode == 0, done.stderr[-3000:]
+            finished.touch()
     return workdir
 
 
