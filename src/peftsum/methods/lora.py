@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftsum.errors import UserError
-from peftsum.methods import adapters
+from peftsum.methods import adapters, cpu_dropout
 from peftsum.methods.common import MethodParams
 
 # Our names for PEFT's init_lora_weights values that need no data pass and no extra package.
@@ -61,10 +61,12 @@ def apply(model, tokenizer, params: Params):
     names = targets(model, params)
     conv1d = adapters.uses_conv1d(model, names)
     _check_init(params, conv1d)
-    return adapters.wrap(model, LoraConfig, r=params.r, lora_alpha=params.alpha,
-                         lora_dropout=params.dropout, target_modules=names,
-                         fan_in_fan_out=conv1d, bias="none", use_dora=params.use_dora,
-                         use_rslora=params.use_rslora, init_lora_weights=INITS[params.init])
+    model = adapters.wrap(model, LoraConfig, r=params.r, lora_alpha=params.alpha,
+                          lora_dropout=params.dropout, target_modules=names,
+                          fan_in_fan_out=conv1d, bias="none", use_dora=params.use_dora,
+                          use_rslora=params.use_rslora, init_lora_weights=INITS[params.init])
+    cpu_dropout.use_in_lora_layers(model)
+    return model
 
 
 def expected_trainable(model, params: Params) -> tuple[int, str]:
