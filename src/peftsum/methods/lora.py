@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftsum.errors import UserError
-from peftsum.methods import adapters, cpu_dropout
+from peftsum.methods import adapters
 from peftsum.methods.common import MethodParams
 
 # Our names for PEFT's init_lora_weights values that need no data pass and no extra package.
@@ -57,6 +57,8 @@ def _check_init(params: Params, conv1d: bool) -> None:
 
 def apply(model, tokenizer, params: Params):
     from peft import LoraConfig
+
+    from peftsum.methods import cpu_dropout  # imports torch: the config check must not
 
     names = targets(model, params)
     conv1d = adapters.uses_conv1d(model, names)
