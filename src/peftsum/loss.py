@@ -27,8 +27,10 @@ def summary_nll(model, batch: dict[str, torch.Tensor], span: tuple[int, int] | N
     labels = batch["labels"]  # (B, T)
     first, count = span or summary_span(labels)
     keep = labels.shape[1] - max(first - 1, 0)
+    # use_cache=False: HF models default to the config's use_cache, and a cache would copy every
+    # layer's keys and values (torch.cat) in a pass that never decodes.
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   logits_to_keep=keep).logits  # (B, keep, V): positions T-keep .. T-1
+                   logits_to_keep=keep, use_cache=False).logits  # (B, keep, V): T-keep .. T-1
     targets = labels[:, labels.shape[1] - keep + 1:]  # token t is predicted from position t-1
     nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                           ignore_index=IGNORE_INDEX, reduction="sum")
