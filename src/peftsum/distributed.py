@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -59,4 +60,9 @@ def barrier() -> None:
 
 def teardown() -> None:
     if dist.is_initialized():
+        # Gloo's worker threads free each finished collective's tensors, which takes the GIL,
+        # while destroy_process_group holds the GIL and waits for those threads: a free still
+        # pending then deadlocks both (pytorch/pytorch#190489; a CI run hung on it, 2026-12-03).
+        # Sleeping releases the GIL, so that they finish first.
+        time.sleep(0.1)
         dist.destroy_process_group()
