@@ -86,14 +86,16 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
 
 @functools.cache
 def hold_freed_cpu_memory() -> bool:
-    """glibc malloc from here on serves every block from its heap and keeps what is freed there.
+    """glibc malloc from here on serves every block from its heap and never gives it back.
 
     By default it maps each block over its threshold (raised as blocks are freed, to at most 32
-    MiB: a large model's largest gradients, the logits) fresh from the kernel and unmaps it when freed, and gives the heap's free top
-    back: every step then pays a page fault and a zeroed page per 4 KiB of them again. On the
-    AMX Xeon the demo's bf16 training ran 1.11x (full fine-tuning) and 1.13x (last layers) as
-    fast with the memory held, LoRA and prompt tuning alike (0.98x, within the noise); peak RSS
-    up to 14 % higher (last layers; docs/benchmarks.md). False where the C library is not glibc.
+    MiB: a large model's largest gradients, the logits) fresh from the kernel and unmaps it when
+    freed, so each step faults those pages in again. Held, a freed block is reused where the
+    next one fits in it (not always: a 64 MiB block freed and asked for again still faulted in
+    most tries). On the AMX Xeon the demo's bf16 training ran 1.11x (full fine-tuning) and 1.13x
+    (last layers) as fast with the memory held, LoRA and prompt tuning alike (0.98x, within the
+    noise); peak RSS up to 14 % higher (last layers; docs/benchmarks.md). False where the C
+    library is not glibc.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
