@@ -29,3 +29,14 @@ def test_logits_from_the_first_summary_position_give_the_full_loss(tiny_gpt2, to
         got, n = summary_nll(model, batch)
     assert n == expected_n == (30 - 20) + (15 - 9)  # every summary token, EOS included
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_loss_pass_fills_no_kv_cache(tiny_gpt2, tokenizer, monkeypatch):
+    from transformers import cache_utils
+
+    updates = []
+    update = cache_utils.DynamicLayer.update
+    monkeypatch.setattr(cache_utils.DynamicLayer, "update",
+                        lambda self, *a, **k: updates.append(1) or update(self, *a, **k))
+    summary_nll(tiny_gpt2, collate(EXAMPLES, tokenizer.pad_token_id))
+    assert updates == []  # the config's use_cache would copy every layer's keys and values
