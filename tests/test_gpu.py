@@ -216,7 +216,7 @@ def test_cpu_bf16_only_where_the_cpu_has_bf16_kernels(monkeypatch, caplog):
 def test_native_bf16_on_x86_needs_avx512_bf16_or_amx(monkeypatch, machine, avx512_bf16, amx,
                                                       native):
     """oneDNN says bf16 is supported on any AVX-512 CPU; without AVX512_BF16 or AMX it converts
-    to fp32 on the fly (3.4x fp32's time per micro-batch on such a Xeon). On ARM its word stands."""
+    to fp32 on the fly (3.3x fp32's time per micro-batch on such a Xeon). On ARM its word stands."""
     monkeypatch.setattr(resources.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)

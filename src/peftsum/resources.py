@@ -21,9 +21,9 @@ def cpu_has_native_bf16() -> bool:
     """Whether the CPU has bf16 instructions for matmuls. On x86 that is AVX512_BF16 or AMX:
     oneDNN says bf16 is supported on any AVX-512 CPU, but without them it converts to fp32 on
     the fly, and on an Intel Xeon with AVX-512 and neither (2026-12-03) a bf16 training
-    micro-batch took 3.4x fp32's time; on an AVX2-only CPU (an AMD EPYC of the Zen 3 family)
-    torch's reference path ran at 1.2 GFLOP/s against fp32's 51 on one thread. Elsewhere (ARM)
-    oneDNN's answer stands."""
+    micro-batch took 3.3x fp32's time (4.6x fp32's with sdpa); on an AVX2-only CPU (an AMD
+    EPYC of the Zen 3 family) torch's reference path ran at 1.2 GFLOP/s against fp32's 51 on
+    one thread. Elsewhere (ARM) oneDNN's answer stands."""
     if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return False
     if platform.machine().lower() in ("x86_64", "amd64"):
