@@ -51,7 +51,7 @@ test-slurm: $(STAMP)
 # On a machine with CUDA: the smoke workflow on the GPU(s), DDP over two GPUs when there are
 # two, the gpu-gpt2 bench; figures in results/gpu-check/. Without CUDA it stops at once.
 gpu-check: $(STAMP)
-	$(BIN)/python -m peftsum.gpucheck
+	$(BIN)/python -m peftsum.tools.gpucheck
 
 # The catalog's checks: formatting of the Snakefile and rules, then Snakemake's own linter.
 lint: $(STAMP)

@@ -11,7 +11,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from peftsum import config as peftsum_config
 from peftsum import methods, stages
-from peftsum.models import gpt2_tokenizer
+from peftsum.data.models import gpt2_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def test_folder_name_check_does_not_rely_on_the_schema():
 
 
 def test_atomic_dir_never_replaces_a_parent_folder(tmp_path):
-    from peftsum.io import atomic_dir
+    from peftsum.files import atomic_dir
 
     keep = tmp_path / "resources" / "models" / "gpt2"
     keep.mkdir(parents=True)
@@ -131,7 +131,7 @@ def _copy_run(trained, tmp_path, **changes) -> Path:
 
 
 def test_untouched_run_restores(trained, tmp_path):
-    from peftsum import restore
+    from peftsum.evaluation import restore
 
     model, _, run = restore.load_run(_copy_run(trained, tmp_path))
     assert run["method"]["alpha"] == 32 and model is not None
@@ -143,7 +143,7 @@ def test_untouched_run_restores(trained, tmp_path):
     ({"template": {"suffix": "\nSummary:"}}, 'template.suffix = "\\nTL;DR:", not "\\nSummary:"'),
 ])
 def test_edited_run_record_is_refused_naming_the_key(trained, tmp_path, changes, key):
-    from peftsum import restore
+    from peftsum.evaluation import restore
 
     with pytest.raises(UserError) as caught:
         restore.load_run(_copy_run(trained, tmp_path, **changes))
@@ -156,7 +156,8 @@ def test_changed_base_weights_are_refused(trained, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from peftsum import models, restore
+    from peftsum.data import models
+    from peftsum.evaluation import restore
 
     base = tmp_path / "resources" / "models" / "tiny-gpt2"
     shutil.copytree(trained / "resources" / "models" / "tiny-gpt2", base)
@@ -315,7 +316,7 @@ def test_csv_source_errors_name_file_and_line(tmp_path):
     (b'[1]', r"config\.json: a model config is a JSON object with a 'model_type' key"),
 ])
 def test_local_model_with_unreadable_config_names_the_file(tmp_path, content, needle):
-    from peftsum import models
+    from peftsum.data import models
 
     (tmp_path / "config.json").write_bytes(content)
     with pytest.raises(UserError, match=needle):
@@ -324,7 +325,7 @@ def test_local_model_with_unreadable_config_names_the_file(tmp_path, content, ne
 
 
 def test_package_file_stays_inside_its_package():
-    from peftsum.models import package_file
+    from peftsum.data.models import package_file
 
     with pytest.raises(UserError, match="is not a file inside package 'aclsum'"):
         package_file("aclsum", "../../../../etc/passwd")
@@ -334,7 +335,7 @@ def test_package_file_stays_inside_its_package():
 
 def test_duplicate_ids_are_caught_in_split(tmp_path):
     from peftsum.data import split
-    from peftsum.io import write_jsonl
+    from peftsum.files import write_jsonl
 
     for name in ("train", "validation", "test"):
         write_jsonl(tmp_path / f"{name}.jsonl", [
@@ -368,7 +369,7 @@ def test_template_that_leaves_no_room_for_the_article_stops_at_tokenize(tokenize
 def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_afresh(tmp_path, caplog, damage):
     import torch
 
-    from peftsum import checkpoint
+    from peftsum.training import checkpoint
 
     checkpoint.save(tmp_path, {"fingerprint": "f", "step": 3, "weights": {"w": torch.ones(1000)}})
     path = tmp_path / checkpoint.FILE
@@ -406,7 +407,7 @@ def _orphan_after_parent_killed(tmp_path, parent_name: str, wait_s: float) -> bo
     import signal
     import time
 
-    from peftsum.lifeline import parent_of
+    from peftsum.runtime.lifeline import parent_of
 
     (tmp_path / parent_name).write_text(_PARENT)
     pid_file = tmp_path / "stage.pid"
@@ -438,7 +439,7 @@ def test_a_stage_started_by_hand_outlives_its_shell(tmp_path):
 
 
 def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
-    from peftsum import lock
+    from peftsum.training import lock
 
     busy = r"lora seed 0 is already being trained by process \d+"
     with lock.exclusive(tmp_path, "lora seed 0"), pytest.raises(UserError, match=busy), \
@@ -449,7 +450,8 @@ def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
 
 
 def test_train_refuses_a_run_that_another_process_trains(smoke, tmp_path):
-    from peftsum import lock, stages
+    from peftsum import stages
+    from peftsum.training import lock
 
     root, cfg = smoke
     with lock.exclusive(tmp_path / "ckpt", "someone"), pytest.raises(
@@ -464,7 +466,7 @@ def test_base_weights_are_hashed_again_only_when_their_size_or_mtime_changed(smo
     import os
     import shutil
 
-    from peftsum import models
+    from peftsum.data import models
 
     root, _ = smoke
     shutil.copytree(root / "model", tmp_path / "m")

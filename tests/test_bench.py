@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from peftsum.bench import presets, report
-from peftsum.bench.__main__ import main
 from peftsum.errors import UserError
+from peftsum.tools.bench import presets, report
+from peftsum.tools.bench.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -92,7 +92,7 @@ def test_a_variant_alone_in_a_process_reports_its_peak_memory(tiny, tmp_path):
     job = presets.job(presets.preset("tiny", CONFIG), root / "models", tmp_path / "none",
                       ["lora"], threads=1)
     job.save(tmp_path / "job.json")
-    done = subprocess.run([sys.executable, "-m", "peftsum.bench", "--variant", "generate/ours",
+    done = subprocess.run([sys.executable, "-m", "peftsum.tools.bench", "--variant", "generate/ours",
                            "--job", str(tmp_path / "job.json"), "--result",
                            str(tmp_path / "result.json"), "--threads", "1"],
                           capture_output=True, text=True, timeout=300, check=False)

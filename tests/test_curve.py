@@ -10,11 +10,13 @@ from conftest import snakemake
 from test_reruns import job_counts
 from test_sweep import run_json
 
-from peftsum import curve, report_study, sweep
+from peftsum.analysis import curve
+from peftsum.analysis.stats import seed_article_interval
 from peftsum.data import subsets
 from peftsum.errors import UserError
-from peftsum.io import read_jsonl, write_json, write_jsonl
-from peftsum.stats import seed_article_interval
+from peftsum.files import read_jsonl, write_json, write_jsonl
+from peftsum.report import study as report_study
+from peftsum.training import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ import pytest
 
 from peftsum.config import TemplateConfig
 from peftsum.data import batches, sources, split, tokenize
+from peftsum.data.models import package_file
 from peftsum.data.tokenize import IGNORE_INDEX, make_labels
 from peftsum.errors import UserError
-from peftsum.io import read_jsonl
-from peftsum.models import package_file
+from peftsum.files import read_jsonl
 
 
 def _source_cfg(tmp_path, source="csv", **extra):

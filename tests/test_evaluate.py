@@ -6,13 +6,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftsum import models, stages
+from peftsum import stages
 from peftsum.config import EvalConfig, TemplateConfig
-from peftsum.data import tokenize
-from peftsum.evaluate import GeneratedNoRepeatNGram, generate, mean_loss, rouge, run_lead3
-from peftsum.io import read_jsonl
+from peftsum.data import models, tokenize
+from peftsum.evaluation.generate import (
+    GeneratedNoRepeatNGram,
+    generate,
+    mean_loss,
+    rouge,
+    run_lead3,
+)
+from peftsum.evaluation.sentences import lead, split_sentences
+from peftsum.files import read_jsonl
 from peftsum.methods import from_config
-from peftsum.text import lead, split_sentences
 
 # Real CNN/DailyMail pairs beside the clone (../shared in CI); PEFTSUM_CNNDM_SAMPLE points elsewhere.
 SAMPLE = Path(os.environ.get("PEFTSUM_CNNDM_SAMPLE") or
@@ -208,7 +214,7 @@ def test_test_loss_comes_from_generation_or_from_a_pass_in_loss_batch_size(smoke
                                                                              monkeypatch):
     """Greedy search scores the summaries from its own cache (one batching, no loss pass); beam
     search, whose cache holds beams, keeps the loss pass in batches of loss_batch_size."""
-    from peftsum import evaluate as evaluate_module
+    from peftsum.evaluation import generate as evaluate_module
 
     root, config = smoke
     sizes = []

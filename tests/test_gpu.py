@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftsum import gpu, resources
+from peftsum.runtime import gpu, measure, precision
 
 HOLDER = """
 import os, sys, time
-from peftsum.gpu import lease
+from peftsum.runtime.gpu import lease
 held = lease(int(sys.argv[1]), ids=sys.argv[2].split(","), lock_dir=sys.argv[3], timeout=30)
 print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep(60)
@@ -140,7 +140,7 @@ def test_each_slurm_allocation_has_its_own_lock_folder(monkeypatch):
 
 LAUNCHER = """
 import subprocess, sys
-from peftsum.gpu import lease
+from peftsum.runtime.gpu import lease
 held = lease(1, ids=["0"], lock_dir=sys.argv[1], timeout=30)
 rank = subprocess.Popen([sys.executable, "-c", sys.argv[2]], start_new_session=True)
 rank.wait()
@@ -149,7 +149,7 @@ RANK = """
 import time
 import types
 from pathlib import Path
-from peftsum.gpu import hold_rank_lock
+from peftsum.runtime.gpu import hold_rank_lock
 print(hold_rank_lock(0), flush=True)
 time.sleep(60)
 """
@@ -187,27 +187,27 @@ def test_a_rank_keeps_its_gpu_taken_after_its_launcher_is_killed(tmp_path):
     ("NVIDIA A10", 125e12), ("NVIDIA A10G", None), ("NVIDIA GeForce RTX 4090", 165e12),
     ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None)])
 def test_peak_flops_by_the_names_torch_reports(name, peak):
-    assert resources.peak_flops(name) == peak
+    assert measure.peak_flops(name) == peak
 
 
 def test_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
     """A V100 or T4: torch says bf16 is supported, counting emulation; fp16 is the fast one."""
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: including_emulation)
-    assert resources.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.float16
+    assert precision.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert resources.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.bfloat16
+    assert precision.amp_dtype(torch.device("cuda", 0), cpu_bf16=False) == torch.bfloat16
 
 
 def test_cpu_bf16_only_where_the_cpu_has_bf16_kernels(monkeypatch, caplog):
     """An AVX2-only CPU runs bf16 matmuls about 40x slower than fp32: fp32 with a warning."""
     cpu = torch.device("cpu")
-    monkeypatch.setattr(resources, "cpu_has_native_bf16", lambda: False)
-    assert resources.amp_dtype(cpu, cpu_bf16=True) is None
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.amp_dtype(cpu, cpu_bf16=True) is None
     assert "no bf16 matmul instructions" in caplog.text
-    monkeypatch.setattr(resources, "cpu_has_native_bf16", lambda: True)
-    assert resources.amp_dtype(cpu, cpu_bf16=True) == torch.bfloat16
-    assert resources.amp_dtype(cpu, cpu_bf16=False) is None
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.amp_dtype(cpu, cpu_bf16=True) == torch.bfloat16
+    assert precision.amp_dtype(cpu, cpu_bf16=False) is None
 
 
 @pytest.mark.parametrize("machine, avx512_bf16, amx, native", [
@@ -217,19 +217,19 @@ def test_native_bf16_on_x86_needs_avx512_bf16_or_amx(monkeypatch, machine, avx51
                                                       native):
     """oneDNN says bf16 is supported on any AVX-512 CPU; without AVX512_BF16 or AMX it converts
     to fp32 on the fly (3.3x fp32's time per micro-batch on such a Xeon). On ARM its word stands."""
-    monkeypatch.setattr(resources.platform, "machine", lambda: machine)
+    monkeypatch.setattr(precision.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert resources.cpu_has_native_bf16() is native
+    assert precision.cpu_has_native_bf16() is native
 
 
 def test_no_native_bf16_where_onednn_has_none(monkeypatch):
-    monkeypatch.setattr(resources.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert resources.cpu_has_native_bf16() is False
+    assert precision.cpu_has_native_bf16() is False
 
 
 class FakeNVML(types.ModuleType):
@@ -264,8 +264,8 @@ class FakeNVML(types.ModuleType):
 
 def monitor_with(monkeypatch, nvml: FakeNVML) -> dict:
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    monkeypatch.setattr(resources, "device_uuid", lambda dev: "GPU-1234")
-    with resources.GpuMonitor(torch.device("cuda", 1), every=0.01) as monitor:
+    monkeypatch.setattr(measure, "device_uuid", lambda dev: "GPU-1234")
+    with measure.GpuMonitor(torch.device("cuda", 1), every=0.01) as monitor:
         time.sleep(0.3)
     return monitor.summary()
 
@@ -286,7 +286,7 @@ def test_an_nvml_error_only_blanks_its_figure(monkeypatch, fails, blank):
 
 
 def test_the_bench_keeps_every_variant_on_one_gpu(tmp_path, monkeypatch):
-    from peftsum.bench.__main__ import one_gpu
+    from peftsum.tools.bench.__main__ import one_gpu
 
     monkeypatch.setenv("PEFTSUM_GPU_LOCK_DIR", str(tmp_path))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -313,7 +313,7 @@ def test_the_slurm_profile_keeps_each_gpu_job_on_one_node():
 
 
 def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "peftsum.gpucheck", "--out", str(tmp_path / "out")],
+    done = subprocess.run([sys.executable, "-m", "peftsum.tools.gpucheck", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode != 0
     lines = (done.stdout + done.stderr).strip().splitlines()
@@ -322,7 +322,7 @@ def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
 
 
 def test_gpu_check_table_reads_the_training_figures(tmp_path):
-    from peftsum import gpucheck
+    from peftsum.tools import gpucheck
 
     run_dir = tmp_path / "results" / "train" / "lora" / "seed0"
     run_dir.mkdir(parents=True)

@@ -32,7 +32,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from peftsum.models import package_file
+from peftsum.data.models import package_file
 
 MODEL_ID, DATA_ID = "openai-community/gpt2", "abisee/cnn_dailymail"
 COMMIT = {MODEL_ID: "607a30d783dfa663caf39e06633721c8d4cfcd7e",

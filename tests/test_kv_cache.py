@@ -3,8 +3,8 @@ import torch
 from conftest import gpt2
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from peftsum.kv_cache import GrowingLayer, growing_cache
-from peftsum.resources import autocast, cast_frozen_weights
+from peftsum.evaluation.kv_cache import GrowingLayer, growing_cache
+from peftsum.runtime.precision import autocast, cast_frozen_weights
 
 
 def tiny_llama() -> LlamaForCausalLM:

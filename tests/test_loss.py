@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from peftsum.data.batches import collate
-from peftsum.loss import summary_nll
 from peftsum.methods import from_config
+from peftsum.training.loss import summary_nll
 
 EXAMPLES = [{"input_ids": list(range(100, 130)), "source_len": 20},
             {"input_ids": list(range(200, 215)), "source_len": 9}]

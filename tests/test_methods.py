@@ -6,10 +6,10 @@ from conftest import gpt2, two_examples
 
 from peftsum.config import TrainingConfig
 from peftsum.data.batches import collate
-from peftsum.loss import summary_nll
 from peftsum.methods import from_config
 from peftsum.methods.common import load_trainable, save_trainable
-from peftsum.train import Trainer
+from peftsum.training.loop import Trainer
+from peftsum.training.loss import summary_nll
 
 GPT2_SMALL = 124_439_808  # FACTS.md
 WTE = 50257 * 768

@@ -12,19 +12,21 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LogitsProcessorList
 
-from peftsum import config, greedy, models, restore
-from peftsum.bench import presets
-from peftsum.bench.__main__ import main as bench_main
+from peftsum import config
 from peftsum.config import EvalConfig
+from peftsum.data import models
 from peftsum.data.batches import collate, collate_sources
 from peftsum.errors import UserError
-from peftsum.evaluate import GeneratedNoRepeatNGram, cache_owner, generate, mean_loss
-from peftsum.io import read_jsonl
-from peftsum.kv_cache import GrowingLayer, growing_cache
-from peftsum.loss import summary_nll
+from peftsum.evaluation import greedy, restore
+from peftsum.evaluation.generate import GeneratedNoRepeatNGram, cache_owner, generate, mean_loss
+from peftsum.evaluation.kv_cache import GrowingLayer, growing_cache
+from peftsum.files import read_jsonl
 from peftsum.methods import KINDS, all_from_config, from_config
 from peftsum.methods.common import load_trainable, save_trainable
-from peftsum.resources import place_for_inference
+from peftsum.runtime.precision import place_for_inference
+from peftsum.tools.bench import presets
+from peftsum.tools.bench.__main__ import main as bench_main
+from peftsum.training.loss import summary_nll
 
 GPT2_SMALL = 124_439_808  # FACTS.md
 L, D = 12, 768  # GPT-2 small: blocks, width; c_attn 768 -> 2304, c_fc 768 -> 3072
@@ -351,7 +353,7 @@ def test_bench_trains_every_new_kind_alike_in_its_three_loops(tmp_path):
 def test_the_training_loop_calls_adalora_after_every_step(tokenizer):
     """Trainer.fit() itself: at the end of AdaLoRA's schedule only the budget is left."""
     from peftsum.config import TrainingConfig
-    from peftsum.train import Trainer
+    from peftsum.training.loop import Trainer
 
     method = from_config("m", {"kind": "adalora", "init_r": 4, "target_r": 1, "total_step": 3,
                                "tfinal": 1, "lr": 1e-2})
@@ -383,7 +385,7 @@ BASE_SPECS = [{"kind": "prompt_tuning", "n_tokens": 4}, {"kind": "last_layers", 
 def test_loss_from_the_generation_cache_equals_the_loss_pass(tokenizer, make, spec):
     """Scoring the summaries from generation's cache of the sources (left-padded, a soft prompt
     before the padding) gives the right-padded loss pass's loss; prefix tuning keeps that pass."""
-    from peftsum.evaluate import generate_and_score, loss_sums
+    from peftsum.evaluation.generate import generate_and_score, loss_sums
 
     model = _perturbed(spec, tokenizer, make)
     examples, dev = _with_summaries(tokenizer), torch.device("cpu")
@@ -427,7 +429,7 @@ ENDING_APART = [i for i, s in enumerate(TINY_SPECS)
                          + [f"llama-{s['kind']}" for s in BASE_SPECS + TINY_SPECS[7:8]])
 @pytest.mark.parametrize("overhead", [None, 0], ids=["one-prefill", "prefill-per-length"])
 def test_greedy_decoding_drops_ended_rows_and_equals_generate(tokenizer, make, spec, overhead):
-    """peftsum.greedy gives generate()'s tokens (n-gram blocking included) while the rows that
+    """peftsum.evaluation.greedy gives generate()'s tokens (n-gram blocking included) while the rows that
     ended leave the batch: fewer rows are decoded than generate() decodes. With overhead 0 the
     prefill runs once per source length and the caches are merged, left-padded."""
     model = _perturbed(spec, tokenizer, make)

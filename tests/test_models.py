@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from peftsum import models
+from peftsum.data import models
 from peftsum.errors import UserError
 
 RANDOM = {"name": "r", "source": "random",

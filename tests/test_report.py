@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from matplotlib.colors import to_rgba
 
-from peftsum import aggregate, report, report_figures, stats
+from peftsum.analysis import aggregate, stats
+from peftsum.report import figures as report_figures
+from peftsum.report import render as report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 RUNS = [("lora", 0), ("lora", 1), ("prompt_tuning", 0), ("last_layers", 0)]
@@ -657,10 +659,10 @@ def test_report_modules_do_not_import_heavy_libraries():
     import sys
 
     code = (
-        "import sys, peftsum.aggregate, peftsum.report, peftsum.stats; "
+        "import sys, peftsum.analysis.aggregate, peftsum.report.render, peftsum.analysis.stats; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
-    src = Path(report.__file__).resolve().parents[1]
+    src = Path(report.__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -753,7 +755,7 @@ def test_hardware_and_versions_come_from_the_runs(rendered):
 
 
 def test_without_run_provenance_the_rendering_machine_is_labelled(tmp_path):
-    from peftsum import report_setup
+    from peftsum.report import setup as report_setup
 
     old_run = {k: v for k, v in load(run_json("lora")).items() if k != "provenance"}
     appendix = report_setup.appendix({"hardware": "x86_64, 2 CPU cores"}, {"lora/seed0": old_run})

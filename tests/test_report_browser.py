@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_report import FIGURES, FIXTURES, SYSTEMS, eval_dir, render_fixture
 
-from peftsum import explorer
+from peftsum.report import explorer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]

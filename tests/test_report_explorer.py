@@ -15,7 +15,8 @@ import pytest
 from test_report import FIXTURES, SYSTEMS, eval_dir, predictions, render_fixture
 from test_report_browser import chromium_page
 
-from peftsum import explorer, report_figures
+from peftsum.report import explorer
+from peftsum.report import figures as report_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "results"

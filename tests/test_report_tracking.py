@@ -14,8 +14,9 @@ import pytest
 import yaml
 from test_report import FIXTURES, RUNS, SYSTEMS, eval_dir, load, run_json
 
-from peftsum import config, tracking
+from peftsum import config
 from peftsum.errors import UserError
+from peftsum.report import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIRS = [run_json(n, s).parent for n, s in RUNS]

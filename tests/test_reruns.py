@@ -99,7 +99,7 @@ def test_the_same_config_in_another_key_order_and_style_plans_nothing(smoke_work
 
 @pytest.mark.slow
 def test_an_edited_report_template_reruns_only_the_report(smoke_workflow, tmp_path):
-    template = ROOT / "report_templates" / "report.md.j2"
+    template = ROOT / "src/peftsum/report/templates" / "report.md.j2"
     text, before = template.read_bytes(), template.stat()
     try:
         # Edited, not only touched: Snakemake skips a newer input whose checksum is unchanged.
@@ -130,7 +130,7 @@ def test_report_hardware_is_the_training_machine_from_run_json(smoke_workflow, t
                   "results/metrics_by_method.json", runs, predictions,
                   f"resources/models/{SMOKE['model']['name']}", "results/data/split/stats.json",
                   "results/data/tokenized/stats.json", "results/data/split/test.jsonl",
-                  ROOT / "report_templates", {"name": "aclsum", "source": "aclsum"},
+                  ROOT / "src/peftsum/report/templates", {"name": "aclsum", "source": "aclsum"},
                   out / "again.md", out / "again.html", out / "again_explorer.html")
     md = (out / "again.md").read_text()
     provenance = md[md.index("Hardware and software of the training runs"):]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from peftsum.methods import from_config
-from peftsum.resources import cast_frozen_weights
+from peftsum.runtime.precision import cast_frozen_weights
 
 
 def _lora_logits_and_grads(model, ids):
@@ -59,7 +59,7 @@ def test_eager_and_sdpa_attention_give_the_same_loss(tiny_gpt2, tokenizer):
 
 
 def test_auto_attention_is_eager_only_under_bf16_on_a_cpu():
-    from peftsum.resources import training_attention
+    from peftsum.runtime.precision import training_attention
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert training_attention("auto", cpu, torch.bfloat16) == "eager"
@@ -70,7 +70,7 @@ def test_auto_attention_is_eager_only_under_bf16_on_a_cpu():
 
 NEW_MAPPINGS_OF_A_LARGE_BLOCK = """
 import sys, torch
-from peftsum.resources import hold_freed_cpu_memory
+from peftsum.runtime.precision import hold_freed_cpu_memory
 held = hold_freed_cpu_memory() if sys.argv[1] == "hold" else False
 def anonymous_mappings():  # /proc/self/maps lines without a path: mmap'd blocks ([heap] has one)
     return {line.split()[0] for line in open("/proc/self/maps") if len(line.split()) == 5}

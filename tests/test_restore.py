@@ -9,9 +9,10 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from peftsum import models, restore
+from peftsum.data import models
 from peftsum.errors import UserError
-from peftsum.io import read_jsonl
+from peftsum.evaluation import restore
+from peftsum.files import read_jsonl
 
 
 def run_dir(workdir, method):

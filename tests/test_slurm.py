@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peftsum import sweep
+from peftsum.training import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CAN_RUN = (os.environ.get("PEFTSUM_SLURM_TEST") == "1" and hasattr(os, "geteuid")

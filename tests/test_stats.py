@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from peftsum import stats
+from peftsum.analysis import stats
 
 
 def noisy_scores(n: int, mean: float = 25.0, seed: int = 1) -> np.ndarray:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from peftsum.stats import holm, seed_article_bootstrap, seed_interval
+from peftsum.analysis.stats import holm, seed_article_bootstrap, seed_interval
 
 
 def test_holm_by_hand():

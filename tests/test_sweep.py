@@ -12,9 +12,9 @@ import yaml
 from conftest import snakemake
 from test_reruns import job_counts
 
-from peftsum import sweep
 from peftsum.errors import UserError
-from peftsum.io import read_jsonl
+from peftsum.files import read_jsonl
+from peftsum.training import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,7 +177,7 @@ def test_a_new_grid_point_that_does_not_win_retrains_none_of_the_chosen_point(sw
 
 
 def test_the_report_shows_the_grid_with_its_choice_and_the_sensitivity(tmp_path):
-    from peftsum import report_study
+    from peftsum.report import study as report_study
 
     grid = sweep.points({"lr": [0.001, 0.01], "r": [8, 16]})
     losses = [2.5, 2.1, 2.4, 2.6]
@@ -193,7 +193,7 @@ def test_the_report_shows_the_grid_with_its_choice_and_the_sensitivity(tmp_path)
 
 def test_the_sensitivity_figures_tick_labels_do_not_overlap(tmp_path):
     """The study's three lr grids on one log axis: 0.0005 and 0.001 lie close together."""
-    from peftsum import report_study
+    from peftsum.report import study as report_study
 
     selections = []
     for method, lrs in [("prompt_tuning", [0.03, 0.1]), ("lora", [0.001, 0.003]),

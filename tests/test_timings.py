@@ -2,8 +2,8 @@
 
 import pytest
 
-from peftsum import timings
 from peftsum.errors import UserError
+from peftsum.tools import timings
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

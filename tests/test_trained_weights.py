@@ -12,13 +12,16 @@ import pytest
 import torch
 from peft import PeftModel
 
-from peftsum import evaluate, models, restore, train
 from peftsum.config import TrainingConfig
+from peftsum.data import models
 from peftsum.data.batches import collate
-from peftsum.io import read_jsonl
+from peftsum.evaluation import generate as evaluate
+from peftsum.evaluation import restore
+from peftsum.files import read_jsonl
 from peftsum.methods import from_config
 from peftsum.methods.common import load_trainable
-from peftsum.resources import autocast
+from peftsum.runtime.precision import autocast
+from peftsum.training import loop as train
 
 # Tolerances, as a share of the largest training-time logit. fp32 on the CPU: merging LoRA's
 # B @ A into the weight reorders the sums, nothing more (measured: 3e-7). bf16 (evaluation's

@@ -8,9 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from peftsum import distributed, stages
+from peftsum import stages
 from peftsum.errors import UserError
-from peftsum.io import write_atomic
+from peftsum.files import write_atomic
+from peftsum.runtime import distributed
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -61,7 +62,7 @@ def _check_output(output: str | None) -> None:
 
 def _summarize(args: argparse.Namespace) -> None:
     """Every input and option is checked before the model loads."""
-    from peftsum import restore
+    from peftsum.evaluation import restore
 
     run = restore.read_run(args.run)
     if args.export:
@@ -91,7 +92,7 @@ def _summarize(args: argparse.Namespace) -> None:
 
 def _padding(args: argparse.Namespace) -> None:
     from peftsum.data.batches import length_grouped_batches, padding_share, random_batches
-    from peftsum.io import read_jsonl
+    from peftsum.files import read_jsonl
 
     lengths = [len(e["input_ids"]) for e in read_jsonl(args.data)]
     n, size = len(lengths), args.batch_size
@@ -102,7 +103,7 @@ def _padding(args: argparse.Namespace) -> None:
 
 
 def _timings(args: argparse.Namespace) -> None:
-    from peftsum import timings
+    from peftsum.tools import timings
 
     print(timings.table(timings.read(Path(args.benchmarks)), args.wall))
 

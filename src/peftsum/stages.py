@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from peftsum import gpu
 from peftsum.config import EvalConfig, TemplateConfig, TrainingConfig, config_hash
 from peftsum.errors import UserError
-from peftsum.io import write_json
+from peftsum.files import write_json
+from peftsum.runtime import gpu
 
 if TYPE_CHECKING:
     from peftsum.methods import Method
@@ -42,7 +42,7 @@ def guarded(log_file: str | Path | None, threads: int | None = None, gpus: int |
     """Run a stage: log to log_file, end with Snakemake (lifeline), lease `gpus` GPUs (before
     CUDA starts), set the CPU threads; exit 1 with one line on UserError, with a logged
     traceback on anything else."""
-    from peftsum import lifeline
+    from peftsum.runtime import lifeline
 
     setup_logging(log_file)
     lifeline.follow_snakemake()
@@ -63,7 +63,7 @@ def guarded(log_file: str | Path | None, threads: int | None = None, gpus: int |
 
 def download_model(model: dict, out_dir: Path) -> dict:
     """Materialise the model that `model` (its identity, config.model_identity) names."""
-    from peftsum import models
+    from peftsum.data import models
 
     return models.materialise(model, Path(out_dir))
 
@@ -99,7 +99,7 @@ def validation_articles(tokenized: Path, split_file: Path, n: int, out_tokenized
 
 def _encoding(model_dir: Path) -> tuple:
     """What every tokenization reads from the model: its tokenizer and context length."""
-    from peftsum import models
+    from peftsum.data import models
 
     return models.load_tokenizer(model_dir), models.model_info(model_dir)["context_length"]
 
@@ -132,7 +132,7 @@ def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, 
     point), copied instead of trained again.
     """
     if reuse is not None:
-        from peftsum import sweep
+        from peftsum.training import sweep
 
         log.info("%s seed %d: the sweep's run %s has these settings: copied", method.name, seed,
                  reuse)
@@ -141,8 +141,9 @@ def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, 
     if processes > 1:
         return _torchrun(method, training, seed, model_dir, data_dir, out_dir, checkpoint_dir,
                          processes)
-    from peftsum import models, provenance
-    from peftsum import train as train_module
+    from peftsum.data import models
+    from peftsum.runtime import provenance
+    from peftsum.training import loop as train_module
 
     stats = json.loads((Path(data_dir) / "stats.json").read_text())
     # Stored with the weights, so that the run can be restored on its own (python -m peftsum
@@ -190,8 +191,8 @@ def evaluate(model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: P
              baseline: str = "zero_shot") -> dict:
     """The trained run in run_dir (its run.json names the method), else the untrained model
     as `baseline`."""
-    from peftsum import evaluate as evaluate_module
     from peftsum import methods
+    from peftsum.evaluation import generate as evaluate_module
 
     method, weights, seed = None, None, None
     if run_dir is not None:
@@ -203,7 +204,7 @@ def evaluate(model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: P
 
 
 def lead3(split_test: Path, out_dir: Path) -> dict:
-    from peftsum import evaluate as evaluate_module
+    from peftsum.evaluation import generate as evaluate_module
 
     return evaluate_module.run_lead3(Path(split_test), Path(out_dir))
 
@@ -211,7 +212,7 @@ def lead3(split_test: Path, out_dir: Path) -> dict:
 def aggregate(metrics: list[Path], predictions: list[Path], runs: list[Path],
               outputs: dict[str, Path]) -> list:
     """outputs: the paths of the rule's tsv, json, by_method(_json), significance(_json)."""
-    from peftsum import aggregate as aggregate_module
+    from peftsum.analysis import aggregate as aggregate_module
 
     return aggregate_module.run([Path(p) for p in metrics], [Path(p) for p in runs],
                                 {k: Path(v) for k, v in outputs.items()},
@@ -221,7 +222,7 @@ def aggregate(metrics: list[Path], predictions: list[Path], runs: list[Path],
 def aggregate_curve(metrics: list[Path], runs: list[Path], out_json: Path, out_tsv: Path
                     ) -> dict:
     """The learning curves' table and crossovers from their evaluations and runs."""
-    from peftsum import curve
+    from peftsum.analysis import curve
 
     return curve.run([Path(p) for p in metrics], [Path(p) for p in runs], Path(out_json),
                      Path(out_tsv))
@@ -240,8 +241,8 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
     (its metrics.json beside it); data: the data source's identity and sampling, as configured;
     selections: the sweeps' select files; curve: the learning curves' curve.json.
     """
-    from peftsum import explorer
-    from peftsum import report as report_module
+    from peftsum.report import explorer
+    from peftsum.report import render as report_module
 
     def label(run_json: Path) -> str:  # results/train/lora/seed0/run.json -> lora/seed0
         return "/".join(Path(run_json).parts[2:-1])
@@ -274,7 +275,7 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
 def track(tracking: dict, run_dirs: list[Path], eval_dirs: list[Path], artifacts: list[Path],
           tensorboard_dir: Path, record: Path) -> dict:
     """Send the finished runs to TensorBoard and MLflow (the `tracking:` config) from their files."""
-    from peftsum import tracking as tracking_module
+    from peftsum.report import tracking as tracking_module
 
     return tracking_module.export(tracking_module.TrackingConfig.from_dict(tracking),
                                   [Path(d) for d in run_dirs], [Path(d) for d in eval_dirs],

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from peftsum import config as peftsum_config
 from peftsum import methods as peftsum_methods
-from peftsum import sweep as peftsum_sweep
+from peftsum.training import sweep as peftsum_sweep
 from peftsum.errors import UserError
 
 # Validated once, at start: a typo fails in the first seconds with the key's name.
@@ -61,7 +61,7 @@ BASELINES = config["evaluation"]["baselines"]
 MODEL = config["model"]["name"]
 DATASET = config["data"]["name"]
 # The report's templates and CSS are inputs: a changed one reruns render_report, nothing else.
-REPORT_TEMPLATES = sorted(glob(f"{workflow.basedir}/report_templates/*"))
+REPORT_TEMPLATES = sorted(glob(f"{workflow.basedir}/src/peftsum/report/templates/*"))
 TRACKING = config["tracking"]["tensorboard"] or config["tracking"]["mlflow"]
 
 

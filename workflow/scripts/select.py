@@ -1,4 +1,5 @@
-from peftsum import stages, sweep
+from peftsum import stages
+from peftsum.training import sweep
 
 with stages.guarded(snakemake.log[0]):
     sweep.select(snakemake.wildcards.method, snakemake.params.grid, snakemake.input.runs,

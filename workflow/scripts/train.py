@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from peftsum import methods, stages, sweep
+from peftsum import methods, stages
 from peftsum.config import TrainingConfig
+from peftsum.training import sweep
 
 chosen = snakemake.params.get("chosen")  # a swept method's final run: the chosen point
 with stages.guarded(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as lease:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from peftsum.errors import UserError
-from peftsum.io import write_jsonl
+from peftsum.files import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _read_hf(cfg: dict, split: str):
 
 def _read_aclsum(cfg: dict, split: str):
     """ACLSum: the abstract is the source; challenge, approach and outcome, one line each, the summary."""
-    from peftsum.models import package_file
+    from peftsum.data.models import package_file
 
     path = package_file("aclsum", f"dataset/{'val' if split == 'validation' else split}.jsonl")
     with open(path) as f:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from peftsum.errors import UserError
-from peftsum.io import read_json, read_jsonl, write_json, write_jsonl
+from peftsum.files import read_json, read_jsonl, write_json, write_jsonl
 
 
 def nested_indices(n_rows: int, size: int, seed: int) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from peftsum.config import TemplateConfig
 from peftsum.data.sources import SPLITS
 from peftsum.errors import UserError
-from peftsum.io import read_jsonl, write_json, write_jsonl
+from peftsum.files import read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 

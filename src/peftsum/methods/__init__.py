@@ -74,7 +74,7 @@ class Method:
 
     def wrap(self, model: nn.Module, tokenizer) -> tuple[nn.Module, ParamCounts]:
         """Freeze the model, add what trains, and check the trainable count against the formula."""
-        from peftsum.models import count_parameters
+        from peftsum.data.models import count_parameters
 
         base_total = count_parameters(model)
         expected, formula = self.module.expected_trainable(model, self.params)

@@ -115,7 +115,7 @@ def _check_field(kind, meta: dict, value, key: str):
             raise UserError(f"config: {key} must be one of {choices}, got {value!r}")
         return converted
     in_range = ok and all(
-        not (k in meta) or test(converted, meta[k])
+        k not in meta or test(converted, meta[k])
         for k, test in (("min", lambda v, b: v >= b), ("gt", lambda v, b: v > b),
                         ("max", lambda v, b: v <= b)))
     if not in_range:

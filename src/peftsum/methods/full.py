@@ -23,7 +23,7 @@ def apply(model: nn.Module, tokenizer, params: Params) -> nn.Module:
 
 
 def expected_trainable(model: nn.Module, params: Params) -> tuple[int, str]:
-    from peftsum.models import count_parameters
+    from peftsum.data.models import count_parameters
 
     n = count_parameters(model)
     return n, f"all parameters = {n:,}"

@@ -37,7 +37,7 @@ class PromptEncoderModel(PeftModelForCausalLM):
         if not (torch.is_autocast_enabled("cpu") and hasattr(encoder, "lstm_head")):
             return super().get_prompt(batch_size, task_ids, max_cache_len)
         # oneDNN has no bf16 LSTM: the (small) encoder runs in fp32, its weights too (evaluation
-        # stores frozen Linear weights in bf16, resources.cast_frozen_weights).
+        # stores frozen Linear weights in bf16, precision.cast_frozen_weights).
         with torch.autocast("cpu", enabled=False):
             encoder.float()
             return super().get_prompt(batch_size, task_ids, max_cache_len)

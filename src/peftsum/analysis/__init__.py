@@ -1,0 +1,1 @@
+"""Tables and tests over finished runs' files: aggregate, learning curves, statistics."""

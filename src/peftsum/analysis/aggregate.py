@@ -1,0 +1,388 @@
+"""Join evaluation metrics with their training runs into one tidy results table.
+
+Only reads JSON files (no torch/transformers), so the table can be rebuilt on
+any machine from copied results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from peftsum.analysis.stats import (
+    bootstrap_ci,
+    holm,
+    seed_article_bootstrap,
+    seed_interval,
+    seed_summary,
+)
+from peftsum.files import read_json, read_jsonl, write_atomic, write_json
+
+ROUGE_KEYS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+# Metrics compared between systems with the paired bootstrap test.
+TESTED_METRICS = ["rougeL", "rougeLsum"]
+# Metrics summarised across training seeds (mean and sample std).
+SEED_METRICS = ["test_loss", "perplexity", *ROUGE_KEYS, "train_wall_s"]
+
+COLUMNS = [
+    "name",
+    "kind",
+    "seed",
+    "trainable_params",
+    "added_params",
+    "total_params",
+    "trainable_pct",
+    "test_loss",
+    "perplexity",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "rougeLsum",
+    "n_test",
+    "mean_pred_words",
+    "mean_ref_words",
+    "hit_max_new_tokens",
+    "train_wall_s",
+    "tokens_per_s",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "optimizer_steps",
+    "best_step",
+    "best_val_loss",
+    "gen_wall_s",
+    "trains",
+    "formula",
+    # Added later; appended so the columns above keep their positions.
+    # 95 % percentile-bootstrap intervals from per-example scores (empty without predictions).
+    *[f"{key}_ci_{side}" for key in ROUGE_KEYS for side in ("low", "high")],
+    "mean_gen_tokens",
+    "gen_tokens_per_s",
+    "samples_per_s",
+    "peak_gpu_reserved_mb",
+    "device",
+    "gpu_count",
+    "precision",
+    "flops_per_token",
+    "train_flops",
+    "mfu",
+    "checkpoint_mb",
+    "gpu_util_pct",
+    "gpu_energy_j",
+]
+
+SIGNIFICANCE_COLUMNS = [
+    "system_a",
+    "seeds_a",
+    "system_b",
+    "seeds_b",
+    "n_examples",
+    *[
+        f"{key}_{part}"
+        for key in TESTED_METRICS
+        for part in ("a", "b", "diff", "low", "high", "p", "p_holm", "seeds_ahead", "seed_pairs")
+    ],
+]
+
+BY_METHOD_COLUMNS = [
+    "name",
+    "kind",
+    "n_seeds",
+    "seeds",
+    "trainable_params",
+    *[f"{key}_{stat}" for key in SEED_METRICS for stat in ("mean", "std", "seed_low", "seed_high")],
+]
+
+_METRIC_COLUMNS = [
+    "kind",
+    "test_loss",
+    "perplexity",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "rougeLsum",
+    "n_test",
+    "mean_pred_words",
+    "mean_ref_words",
+    "hit_max_new_tokens",
+    "gen_wall_s",
+    "gen_tokens_per_s",
+]
+_RESOURCE_COLUMNS = [
+    "train_wall_s",
+    "tokens_per_s",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "optimizer_steps",
+    "samples_per_s",
+    "peak_gpu_reserved_mb",
+    "device",
+    "gpu_count",
+    "precision",
+    "train_flops",
+    "mfu",
+    "checkpoint_mb",
+    "gpu_util_pct",
+    "gpu_energy_j",
+]
+
+
+def run(
+    eval_metrics: list[Path],
+    train_runs: list[Path],
+    outputs: dict[str, Path],
+    predictions: list[Path] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
+    """Build the results table, write it as TSV and JSON, and return its rows.
+
+    Rows with a matching run.json (same name and seed) come first, in the order
+    of `train_runs`; rows without one (baselines) follow in the order of `eval_metrics`.
+
+    `outputs` names every path written, by key: tsv and json (the table); by_method and
+    by_method_json (mean and sample std of each metric across the seeds of a method, one row
+    per name); with `predictions` (predictions.jsonl paths in the order of `eval_metrics`),
+    significance and significance_json (paired bootstrap tests between every pair of systems;
+    a method with several seeds is represented by its lowest seed), and each row gains
+    bootstrap confidence intervals and length columns from the per-example scores.
+    """
+    if predictions is not None and len(predictions) != len(eval_metrics):
+        raise ValueError(f"{len(predictions)} prediction files for {len(eval_metrics)} evaluations")
+    runs = [read_json(path) for path in train_runs]
+    run_position = {_run_key(r): i for i, r in enumerate(runs)}
+    rows = []
+    for i, metrics in enumerate(map(read_json, eval_metrics)):
+        position = run_position.get(_run_key(metrics))
+        train_run = runs[position] if position is not None else None
+        row = table_row(metrics, train_run)
+        examples = read_jsonl(predictions[i]) if predictions is not None else None
+        if examples is not None:
+            row.update(prediction_columns(row, examples, n_resamples, seed))
+        rows.append((position, row, examples))
+    # Stable sort: trained rows by run order, baselines (no run) keep eval order at the end.
+    rows.sort(key=lambda item: (item[0] is None, item[0] or 0))
+    table = [row for _, row, _ in rows]
+    write_atomic(outputs["tsv"], to_tsv(table))
+    write_atomic(outputs["json"], json.dumps(table, indent=2, ensure_ascii=False) + "\n")
+
+    by_method = method_summary(table)
+    write_atomic(outputs["by_method"], to_tsv(by_method, BY_METHOD_COLUMNS))
+    write_json(outputs["by_method_json"], by_method)
+    if predictions is not None:
+        pairs = significance([(row, examples) for _, row, examples in rows], n_resamples, seed)
+        write_atomic(outputs["significance"], to_tsv(pairs, SIGNIFICANCE_COLUMNS))
+        write_json(
+            outputs["significance_json"],
+            {
+                "test": "bootstrap of seeds and articles together (articles paired), two-sided, "
+                "shift to the null (peftsum.analysis.stats.seed_article_bootstrap)",
+                "diff": "mean over seeds and examples of system_a - system_b, ROUGE F1 x 100",
+                "correction": "Holm over every pair, per metric (p_holm)",
+                "metrics": TESTED_METRICS,
+                "n_resamples": n_resamples,
+                "seed": seed,
+                "pairs": pairs,
+            },
+        )
+    return table
+
+
+def table_row(metrics: dict, train_run: dict | None) -> dict:
+    """One table row: evaluation metrics plus, for trained methods, cost and training facts."""
+    row = dict.fromkeys(COLUMNS)
+    row["name"] = metrics["name"]
+    row["seed"] = _normalise_seed(metrics.get("seed"))
+    row.update({col: metrics.get(col) for col in _METRIC_COLUMNS})
+    if train_run is not None:
+        row.update(_train_columns(train_run))
+        row["kind"] = row["kind"] or train_run.get("kind")
+    return row
+
+
+def _train_columns(train_run: dict) -> dict:
+    params = train_run.get("params") or {}
+    resources = train_run.get("resources") or {}
+    best = train_run.get("best") or {}
+    trainable, base_total = params.get("trainable"), params.get("base_total")
+    columns = {col: resources.get(col) for col in _RESOURCE_COLUMNS}
+    columns.update(
+        trainable_params=trainable,
+        added_params=params.get("added"),
+        total_params=params.get("total"),
+        # Share of the *base* model, so methods that add parameters are compared on the same scale.
+        trainable_pct=trainable / base_total * 100
+        if trainable is not None and base_total
+        else None,
+        best_step=best.get("step"),
+        best_val_loss=best.get("val_loss"),
+        trains=train_run.get("trains"),
+        formula=params.get("formula"),
+        flops_per_token=(resources.get("flops_per_token") or {}).get("total"),
+    )
+    return columns
+
+
+def prediction_columns(row: dict, examples: list[dict], n_resamples: int, seed: int) -> dict:
+    """Bootstrap intervals and length statistics from one system's per-example rows.
+
+    Values already in metrics.json are kept; a column is filled only when every example
+    carries the field (lead3 has no generated tokens, older files no per-example scores).
+    """
+    columns = {}
+    for key in ROUGE_KEYS:
+        scores = _every(examples, key)
+        if scores is not None:
+            _, columns[f"{key}_ci_low"], columns[f"{key}_ci_high"] = bootstrap_ci(
+                scores, n_resamples=n_resamples, seed=seed
+            )
+    for column, field in [
+        ("mean_gen_tokens", "gen_tokens"),
+        ("hit_max_new_tokens", "hit_max"),
+        ("mean_pred_words", "pred_words"),
+        ("mean_ref_words", "ref_words"),
+    ]:
+        values = _every(examples, field)
+        if row.get(column) is None and values is not None:
+            columns[column] = sum(values) / len(values)
+    return columns
+
+
+def _every(examples: list[dict], field: str) -> list | None:
+    values = [e.get(field) for e in examples]
+    return values if values and all(v is not None for v in values) else None
+
+
+def significance(
+    systems: list[tuple[dict, list[dict] | None]], n_resamples: int = 1000, seed: int = 0
+) -> list[dict]:
+    """Paired tests on ROUGE-L and ROUGE-Lsum between every pair of systems, over all seeds.
+
+    `systems` holds (table row, per-example rows) in table order; a name's rows are its seeds.
+    Each test resamples seeds and articles together (stats.seed_article_bootstrap), so a
+    difference that one seed produced is not called significant; the p-values of each metric
+    are then Holm-adjusted over the whole family of pairs (`{metric}_p_holm`). Within a pair,
+    system_a is the one with the higher mean ROUGE-L, so differences read "how far ahead";
+    examples are matched by id. `{metric}_seeds_ahead` of `{metric}_seed_pairs`: in how many
+    pairings of a's and b's runs with the same seed (each of a's seeds against a system with
+    one run, a baseline) a scored higher.
+    """
+    runs: dict[str, list[tuple[int | None, dict[str, dict]]]] = {}
+    for row, examples in systems:
+        if examples is not None:
+            runs.setdefault(row["name"], []).append((row["seed"], _scores_by_id(row["name"], examples)))
+    names = list(runs)
+    pairs = []
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = (first, second)
+            if _mean(runs[b], "rougeL") > _mean(runs[a], "rougeL"):
+                a, b = b, a
+            pairs.append(_test_pair(a, b, runs, n_resamples, seed))
+    for key in TESTED_METRICS:
+        for pair, adjusted in zip(pairs, holm([pair[f"{key}_p"] for pair in pairs])):
+            pair[f"{key}_p_holm"] = adjusted
+    return pairs
+
+
+def _scores_by_id(name: str, examples: list[dict]) -> dict[str, dict]:
+    by_id = {e["id"]: e for e in examples}
+    if len(by_id) != len(examples):
+        raise ValueError(f"predictions of {name} repeat an example id")
+    return by_id
+
+
+def _mean(runs: list[tuple], key: str) -> float:
+    values = [e.get(key) for _, by_id in runs for e in by_id.values()]
+    return -math.inf if None in values or not values else sum(values) / len(values)
+
+
+def _seed_pairs(a: list[tuple], b: list[tuple]) -> list[tuple[dict, dict]]:
+    """a's and b's runs with the same seed; with one run of b (a baseline), each of a's."""
+    if len(b) == 1:
+        return [(by_id, b[0][1]) for _, by_id in a]
+    b_by_seed = dict(b)
+    return [(by_id, b_by_seed[s]) for s, by_id in a if s in b_by_seed]
+
+
+def _test_pair(a: str, b: str, runs: dict, n_resamples: int, seed: int) -> dict:
+    ids = list(runs[a][0][1])  # a's order; every run is matched by id
+    for name in (a, b):
+        if any(by_id.keys() != set(ids) for _, by_id in runs[name]):
+            raise ValueError(f"predictions of {a} and {b} cover different test examples")
+    pair = {
+        "system_a": a,
+        "seeds_a": [s for s, _ in runs[a] if s is not None],
+        "system_b": b,
+        "seeds_b": [s for s, _ in runs[b] if s is not None],
+        "n_examples": len(ids),
+    }
+    for key in TESTED_METRICS:
+        x = [[by_id[i].get(key) for i in ids] for _, by_id in runs[a]]
+        y = [[by_id[i].get(key) for i in ids] for _, by_id in runs[b]]
+        if any(None in r for r in x + y):
+            pair.update({f"{key}_{part}": None for part in
+                         ("a", "b", "diff", "low", "high", "p", "seeds_ahead", "seed_pairs")})
+            continue
+        test = seed_article_bootstrap(x, y, n_resamples=n_resamples, seed=seed)
+        pair[f"{key}_a"], pair[f"{key}_b"] = _mean(runs[a], key), _mean(runs[b], key)
+        pair.update({f"{key}_{part}": test[part] for part in ("diff", "low", "high", "p")})
+        seed_pairs = _seed_pairs(runs[a], runs[b])
+        pair[f"{key}_seeds_ahead"] = sum(
+            sum(r[i][key] for i in ids) > sum(q[i][key] for i in ids) for r, q in seed_pairs)
+        pair[f"{key}_seed_pairs"] = len(seed_pairs)
+    return pair
+
+
+def method_summary(table: list[dict]) -> list[dict]:
+    """One row per name: mean, sample std (ddof=1) and 95% t-interval (seed_low, seed_high) of
+    each metric across its seeds."""
+    groups: dict[str, list[dict]] = {}
+    for row in table:
+        groups.setdefault(row["name"], []).append(row)
+    summary = []
+    for name, rows in groups.items():
+        entry = {
+            "name": name,
+            "kind": rows[0]["kind"],
+            "n_seeds": len(rows),
+            "seeds": [r["seed"] for r in rows if r["seed"] is not None],
+            "trainable_params": rows[0]["trainable_params"],
+        }
+        for key in SEED_METRICS:
+            values = [r[key] for r in rows]
+            entry[f"{key}_mean"], entry[f"{key}_std"] = seed_summary(values)
+            present = [v for v in values if v is not None]
+            _, entry[f"{key}_seed_low"], entry[f"{key}_seed_high"] = (
+                seed_interval(present) if present else (None, None, None))
+        summary.append(entry)
+    return summary
+
+
+def to_tsv(rows: list[dict], columns: list[str] = COLUMNS) -> str:
+    """Tab-separated text with a header; None becomes an empty cell, lists comma-joined."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_tsv_cell(row.get(col)) for col in columns])
+    return buffer.getvalue()
+
+
+def _tsv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return value
+
+
+def _run_key(record: dict) -> tuple[str, int | None]:
+    return record["name"], _normalise_seed(record.get("seed"))
+
+
+def _normalise_seed(seed) -> int | None:
+    # Seeds may arrive as "0" from configs or wildcards; compare them as integers.
+    return None if seed is None or seed == "" else int(seed)

@@ -1,0 +1,1 @@
+"""Sources, splits, subsets, tokenization and the base model's files."""

@@ -1,0 +1,1 @@
+"""Generation, ROUGE and the use of a trained run (summarize, export)."""

@@ -1,0 +1,1 @@
+"""The report and explorer rendered from the results files (no torch)."""

@@ -1,0 +1,688 @@
+"""Render the comparison report (Markdown + self-contained HTML) from result files.
+
+Only reads files written by earlier stages (no torch/transformers), so the
+report can be re-rendered on a laptop from copied results. The order is a reader's:
+findings, quality, figures, significance, cost, output length, examples, then the setup
+as an appendix (report_setup). Figures: report_figures.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from peftsum.analysis import aggregate
+from peftsum.files import read_json, read_jsonl, write_atomic
+from peftsum.report import study as report_study
+from peftsum.report.figures import ROUGE_COLUMNS, is_trained, save_figures
+from peftsum.report.setup import appendix
+from peftsum.report.tables import (
+    MISSING,
+    Cell,
+    Table,
+    best_value,
+    fmt,
+    fmt_flops,
+    fmt_mean_std,
+    fmt_p,
+    fmt_pct,
+    fmt_share,
+    fmt_sig,
+    p_text,
+)
+
+# Package data, so that an installed peftsum renders without the repository beside it.
+DEFAULT_TEMPLATES_DIR = Path(str(resources.files("peftsum.report") / "templates"))
+ARTICLE_CHARS = 600
+ALPHA = 0.05  # significance level of the paired tests
+MAX_PAIRS_SAID = 6  # more pairs of trained methods are counted in the findings, not listed
+EXPLORER_HREF = "explorer.html"  # beside report.html
+
+QUALITY_NOTE = (
+    "ROUGE scores are F1 × 100 with stemming, averaged over the test articles; brackets hold "
+    "the 95 % percentile-bootstrap confidence interval of that mean (resampling test "
+    "articles). ROUGE-L is computed on the whole summary without sentence splitting; "
+    "ROUGE-Lsum is summary-level LCS on newline-split sentences. "
+    "Best value per column in bold (lowest for loss and perplexity)."
+)
+SEEDS_NOTE = (
+    "Mean ± sample standard deviation (n − 1) across training seeds, and for ROUGE the 95% "
+    "t-interval of the mean over seeds in brackets; a value without ± comes from a single run. "
+    "Best mean per column in bold."
+)
+GRID_NOTE = (
+    "Each sweep point trained with the first seed; the point with the {chosen} (bold) is the "
+    "one trained with every seed and evaluated on test. The test split is not read for the "
+    "choice."
+)
+CURVE_NOTE = (
+    "Mean test ROUGE-L over seeds per training-set size, 95 % interval resampling seeds and "
+    "test articles together in brackets. Smaller sizes are nested subsets of the training "
+    "split (one seeded permutation); each method keeps the hyperparameters chosen at "
+    "n = {selected_at}, and the same number of epochs, so a smaller set also means fewer "
+    "optimizer steps."
+)
+SIGNIFICANCE_NOTE = (
+    "Bootstrap test on the same test articles, resampling a method's seeds and the articles "
+    "together (articles paired between the two systems): Δ is the mean difference over seeds "
+    "and articles (first system − second, ROUGE points); p is two-sided, from {n_resamples:,} "
+    "resamples shifted to the null (smallest possible p: {p_min:.4f}), then Holm-adjusted over "
+    "every pair of this table, per metric, so that the family of comparisons keeps a 5% "
+    "error rate. Adjusted p < 0.05 in bold."
+)
+LENGTH_NOTE = (
+    "Words are whitespace-separated tokens of the decoded text. Generated tokens count "
+    "model tokens up to the end-of-sequence token; cut off is the share of outputs that "
+    "reached max_new_tokens{max_new} without one (lead3 is extractive: no generation)."
+)
+RESOURCES_NOTE = (
+    "Training FLOPs = FLOPs per real (non-pad) token × tokens seen, counting matrix "
+    "multiplications only: forward 2 × (block + head parameters) per token; activation "
+    "gradients 2 × the parameters from the lowest trained layer up; weight gradients "
+    "2 × the trained parameters; attention-score FLOPs are left out. MFU = training FLOPs / "
+    "wall time / (dense bf16 peak FLOP/s of the GPU × GPU count), given for mixed-precision GPU "
+    "runs only. Tokens/s and samples/s are over the whole training wall time, validation "
+    "included."
+)
+MEMORY_NOTE = (
+    "Peak GPU allocated: memory held by tensors; reserved: held by PyTorch's caching "
+    "allocator (closer to what nvidia-smi shows). Checkpoint: size of the saved trainable "
+    "weights. GPU energy and utilisation need NVML and are blank without it."
+)
+
+
+def render(
+    metrics_json: Path,
+    steps: dict[str, Path],
+    predictions: dict[str, Path],
+    articles: Path,
+    setup: dict,
+    out_md: Path,
+    out_html: Path,
+    n_examples: int = 3,
+    *,
+    templates_dir: Path | None = None,
+    significance: Path | None = None,
+    by_method: Path | None = None,
+    runs: dict[str, Path] | None = None,
+    explorer: bool = False,
+    selections: list[Path] = (),
+    curve: Path | None = None,
+) -> None:
+    """Write report.md (figures as PNG files under figures/) and a self-contained report.html.
+
+    `significance` is aggregate's significance.json (no significance table without it);
+    `by_method` its metrics_by_method.json (computed from `metrics_json` when not given);
+    `runs` the training runs' run.json by run label (hyperparameters, hardware, versions);
+    `explorer`: link explorer.html, written beside the report (peftsum.report.explorer);
+    `selections`: the sweeps' select files (the grid table and the sensitivity figure);
+    `curve`: aggregate_curve's curve.json (the learning curves and their crossovers).
+    """
+    rows = with_labels(read_json(metrics_json))
+    methods = read_json(by_method) if by_method is not None else aggregate.method_summary(rows)
+    tests = read_json(significance) if significance is not None else None
+    pairs = tests["pairs"] if tests else []
+    key, rest = split_pairs(pairs, methods, rows)
+    sweeps = [read_json(path) for path in selections]
+    curves = read_json(curve) if curve is not None else None
+    figures = save_figures(rows, read_steps(steps), Path(out_md).parent / "figures", sweeps,
+                           curves)
+    max_new = (setup.get("decoding") or {}).get("max_new_tokens")
+    context = {
+        "title": "Parameter-efficient fine-tuning for summarization",
+        "summary": summary_paragraph(rows, setup),
+        "findings": " ".join(findings(rows, methods, pairs)
+                             + report_study.crossover_sentences(curves)),
+        "quality": quality_table(rows),
+        "quality_note": QUALITY_NOTE,
+        "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
+        "seeds_note": SEEDS_NOTE,
+        "grid": report_study.grid_table(sweeps) if sweeps else None,
+        "grid_note": GRID_NOTE.format(
+            chosen="highest validation ROUGE-L"
+            if report_study.selection_score(sweeps)[0] == "val_rougeL"
+            else "lowest validation loss"
+        ),
+        "curve": report_study.curve_table(curves) if curves else None,
+        "curve_note": CURVE_NOTE.format(selected_at=curves["selected_at"]) if curves else "",
+        "figures": figures,
+        "significance": significance_table(key, rows) if pairs else None,
+        "significance_intro": significance_intro(methods, rows) if pairs else "",
+        "significance_rest": significance_table(rest, rows) if rest else None,
+        "significance_note": SIGNIFICANCE_NOTE.format(
+            n_resamples=tests["n_resamples"], p_min=1 / (tests["n_resamples"] + 1)
+        )
+        if tests
+        else "",
+        "methods": methods_table(rows),
+        "resources": resources_table(rows),
+        "resources_note": " ".join(filter(None, [devices_sentence(rows), RESOURCES_NOTE])),
+        "memory": memory_table(rows),
+        "memory_note": MEMORY_NOTE,
+        "lengths": lengths_table(rows),
+        "lengths_note": LENGTH_NOTE.format(max_new=f" ({max_new})" if max_new else ""),
+        "examples": example_summaries(rows, predictions, articles, n_examples),
+        "explorer": EXPLORER_HREF if explorer else None,
+        "n_articles": len(read_jsonl(articles)),
+        "appendix": appendix(setup, {label: read_json(path) for label, path in (runs or {}).items()}),
+    }
+    env = template_env(templates_dir or DEFAULT_TEMPLATES_DIR)
+    write_atomic(out_md, env.get_template("report.md.j2").render(context))
+    write_atomic(out_html, env.get_template("report.html.j2").render(context))
+
+
+# ---------------------------------------------------------------- reading inputs
+
+
+def read_steps(steps: dict[str, Path]) -> dict[str, list[dict]]:
+    return {name: read_jsonl(path) for name, path in steps.items()}
+
+
+def with_labels(rows: list[dict]) -> list[dict]:
+    """Add a display "label": the name, or "name/seedN" when a name has several seeds."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["name"]] = counts.get(row["name"], 0) + 1
+    return [
+        row
+        | {"label": row["name"] if counts[row["name"]] == 1 else f"{row['name']}/seed{row['seed']}"}
+        for row in rows
+    ]
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def truncate(text: str, limit: int = ARTICLE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip() + " …"
+
+
+# ---------------------------------------------------------------- tables
+
+
+def first_run_per_method(rows: list[dict]) -> list[dict]:
+    """One trained row per method name: its seeds train the same parameters."""
+    first: dict[str, dict] = {}
+    for row in filter(is_trained, rows):
+        first.setdefault(row["name"], row)
+    return list(first.values())
+
+
+def methods_table(rows: list[dict]) -> Table:
+    """What each method trains: one row per method."""
+    table = Table(
+        ["Method", "What trains", "Trainable", "Added", "Total", "Share of model (%)", "Formula"],
+        [False, False, True, True, True, True, False],
+    )
+    for row in first_run_per_method(rows):
+        table.rows.append(
+            [
+                Cell(row["name"]),
+                Cell(fmt(row["trains"])),
+                Cell(fmt(row["trainable_params"])),
+                Cell(fmt(row["added_params"])),
+                Cell(fmt(row["total_params"])),
+                Cell(fmt_pct(row["trainable_pct"])),
+                Cell(fmt(row["formula"])),
+            ]
+        )
+    return table
+
+
+def quality_table(rows: list[dict]) -> Table:
+    # (column, header, digits, lower is better)
+    columns = [("test_loss", "Test loss", 3, True), ("perplexity", "Perplexity", 2, True)]
+    columns += [(key, header, 2, False) for key, header in ROUGE_COLUMNS]
+    best = {key: best_value([r.get(key) for r in rows], lower) for key, _, _, lower in columns}
+    table = Table(["Method"] + [c[1] for c in columns], [False] + [True] * len(columns))
+    for row in rows:
+        cells = [
+            Cell(
+                fmt(row.get(key), digits),
+                bold=row.get(key) is not None and row.get(key) == best[key],
+                note=ci_text(row, key, digits),
+            )
+            for key, _, digits, _ in columns
+        ]
+        table.rows.append([Cell(row["label"])] + cells)
+    return table
+
+
+def ci_text(row: dict, key: str, digits: int) -> str:
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    return "" if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def seeds_table(methods: list[dict]) -> Table:
+    columns = [("test_loss", "Test loss", 3, True)]
+    columns += [(key, header, 2, False) for key, header in ROUGE_COLUMNS]
+    columns += [("train_wall_s", "Train wall (s)", 1, True)]
+    best = {
+        key: best_value([m.get(f"{key}_mean") for m in methods], lower)
+        for key, _, _, lower in columns
+    }
+    table = Table(
+        ["Method", "Seeds"] + [c[1] for c in columns], [False, True] + [True] * len(columns)
+    )
+    for method in methods:
+        cells = []
+        for key, _, digits, _ in columns:
+            mean, std = method.get(f"{key}_mean"), method.get(f"{key}_std")
+            bold = mean is not None and mean == best[key] and key != "train_wall_s"
+            interval = (ci_text({f"{key}_ci_low": method.get(f"{key}_seed_low"),
+                                 f"{key}_ci_high": method.get(f"{key}_seed_high")}, key, digits)
+                        if key in aggregate.ROUGE_KEYS else "")
+            cells.append(Cell(fmt_mean_std(mean, std, digits), bold=bold, note=interval))
+        table.rows.append([Cell(method["name"]), Cell(fmt(method["n_seeds"]))] + cells)
+    return table
+
+
+def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
+    def system(name: str, seeds: list) -> str:
+        return f"{name} ({len(seeds)} seeds)" if len(seeds) > 1 else name
+
+    table = Table(
+        ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum", "p (Holm)"],
+        [False, False, True, True, True, True],
+    )
+    for pair in pairs:
+        cells = [
+            Cell(system(pair["system_a"], pair["seeds_a"])),
+            Cell(system(pair["system_b"], pair["seeds_b"])),
+        ]
+        for key in ("rougeL", "rougeLsum"):
+            diff, p = pair.get(f"{key}_diff"), pair.get(f"{key}_p_holm")
+            cells.append(Cell(MISSING if diff is None else f"{diff:+.2f}"))
+            cells.append(Cell(fmt_p(p), bold=p is not None and p < ALPHA))
+        table.rows.append(cells)
+    return table
+
+
+def key_systems(methods: list[dict], rows: list[dict]) -> tuple[str | None, str | None]:
+    """The best system by mean ROUGE-L and the strongest baseline (an untrained system)."""
+    scored = ranked_by_rouge_l(methods)
+    trained = {r["name"] for r in rows if is_trained(r)}
+    baseline = next((m["name"] for m in scored if m["name"] not in trained), None)
+    return (scored[0]["name"] if scored else None), baseline
+
+
+def split_pairs(pairs: list[dict], methods: list[dict], rows: list[dict]) -> tuple[list, list]:
+    """The comparisons a reader asks about first, and the rest.
+
+    First the best system against every other (by the other's rank), then each trained method
+    against the strongest baseline.
+    """
+    best, baseline = key_systems(methods, rows)
+    rank = {m["name"]: i for i, m in enumerate(ranked_by_rouge_l(methods))}
+    trained = {r["name"] for r in rows if is_trained(r)}
+
+    def other(pair: dict, name: str) -> str:
+        return pair["system_b"] if pair["system_a"] == name else pair["system_a"]
+
+    def involves(pair: dict, name: str | None) -> bool:
+        return name in (pair["system_a"], pair["system_b"])
+
+    against_best = sorted(
+        (p for p in pairs if involves(p, best)), key=lambda p: rank.get(other(p, best), len(rank))
+    )
+    against_baseline = sorted(
+        (p for p in pairs if involves(p, baseline) and not involves(p, best)
+         and other(p, baseline) in trained),
+        key=lambda p: rank.get(other(p, baseline), len(rank)),
+    )
+    first = against_best + against_baseline
+    return first, [p for p in pairs if not any(p is q for q in first)]
+
+
+def significance_intro(methods: list[dict], rows: list[dict]) -> str:
+    best, baseline = key_systems(methods, rows)
+    text = f"{best}, the best by mean ROUGE-L, against every other system"
+    if baseline and baseline != best:
+        text += f"; then each trained method against {baseline}, the strongest baseline"
+    return text + "."
+
+
+def lengths_table(rows: list[dict]) -> Table:
+    headers = [
+        "Method",
+        "Predicted words",
+        "Reference words",
+        "Generated tokens",
+        "Cut off at max_new_tokens",
+    ]
+    table = Table(headers, [False] + [True] * (len(headers) - 1))
+    for row in rows:
+        table.rows.append(
+            [
+                Cell(row["label"]),
+                Cell(fmt(row.get("mean_pred_words"), 1)),
+                Cell(fmt(row.get("mean_ref_words"), 1)),
+                Cell(fmt(row.get("mean_gen_tokens"), 1)),
+                Cell(fmt_share(row.get("hit_max_new_tokens"), 0)),
+            ]
+        )
+    return table
+
+
+def resources_table(rows: list[dict]) -> Table:
+    """Training and generation cost per run (compute and time)."""
+    # (header, format, key); NVML columns only when some run has them.
+    columns = [
+        ("Precision", fmt, "precision"),
+        ("Train wall (s)", lambda v: fmt(v, 1), "train_wall_s"),
+        ("Tokens/s", lambda v: fmt(v, 0), "tokens_per_s"),
+        ("Samples/s", lambda v: fmt(v, 1), "samples_per_s"),
+        ("Train FLOPs", fmt_flops, "train_flops"),
+        ("MFU", lambda v: fmt_share(v, 2), "mfu"),
+        ("GPU util (%)", lambda v: fmt(v, 0), "gpu_util_pct"),
+        ("GPU energy (kJ)", lambda v: MISSING if v is None else fmt(v / 1000, 1), "gpu_energy_j"),
+        ("Optimizer steps", fmt, "optimizer_steps"),
+        ("Generation wall (s)", lambda v: fmt(v, 1), "gen_wall_s"),
+    ]
+    nvml = {"gpu_util_pct", "gpu_energy_j"}
+    columns = [c for c in columns if c[2] not in nvml or any(r.get(c[2]) is not None for r in rows)]
+    table = Table(
+        ["Method"] + [c[0] for c in columns], [False] + [c[2] != "precision" for c in columns]
+    )
+    for row in rows:
+        table.rows.append([Cell(row["label"])] + [Cell(f(row.get(key))) for _, f, key in columns])
+    return table
+
+
+def devices_sentence(rows: list[dict]) -> str:
+    """Where the runs trained, e.g. "Trained on 1 × NVIDIA H100 80GB HBM3." (names are long,
+    so they are kept out of the table)."""
+    groups: dict[str, list[str]] = {}
+    for row in filter(is_trained, rows):
+        if row.get("device") is None:
+            continue
+        count = row.get("gpu_count")
+        where = f"{count} × {row['device']}" if count and row["device"] != "cpu" else row["device"]
+        groups.setdefault(where, []).append(row["label"])
+    if not groups:
+        return ""
+    if len(groups) == 1:
+        return f"Trained on {next(iter(groups))}."
+    return (
+        "Trained on "
+        + "; ".join(f"{w} ({', '.join(labels)})" for w, labels in groups.items())
+        + "."
+    )
+
+
+def memory_table(rows: list[dict]) -> Table:
+    headers = [
+        "Method",
+        "Peak RSS (MB)",
+        "Peak GPU allocated (MB)",
+        "Peak GPU reserved (MB)",
+        "Checkpoint (MB)",
+    ]
+    table = Table(headers, [False] + [True] * (len(headers) - 1))
+    for row in filter(is_trained, rows):
+        table.rows.append(
+            [
+                Cell(row["label"]),
+                Cell(fmt(row.get("peak_rss_mb"), 0)),
+                Cell(fmt(row.get("peak_gpu_mb"), 0)),
+                Cell(fmt(row.get("peak_gpu_reserved_mb"), 0)),
+                Cell(fmt_sig(row.get("checkpoint_mb"))),
+            ]
+        )
+    return table
+
+
+# ---------------------------------------------------------------- text from numbers
+
+
+def summary_paragraph(rows: list[dict], setup: dict) -> str:
+    trained = [row["label"] for row in rows if is_trained(row)]
+    baselines = [row["label"] for row in rows if not is_trained(row)]
+    model = (setup.get("model") or {}).get("name") or "the base model"
+    n_test = next((r["n_test"] for r in rows if r.get("n_test") is not None), None)
+    text = f"This report compares {counted(len(trained), 'parameter-efficient fine-tuning run')}"
+    text += f" ({', '.join(trained)})" if trained else ""
+    text += (
+        f" with {counted(len(baselines), 'baseline')} ({', '.join(baselines)})" if baselines else ""
+    )
+    text += f" for summarization, all built on {model}."
+    if n_test is not None:
+        text += f" Quality is measured on {n_test:,} held-out test articles."
+    return (
+        text + " It lists what each method trains and costs, its test quality with confidence "
+        "intervals and significance tests, and example outputs."
+    )
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def findings(
+    rows: list[dict], methods: list[dict] | None = None, pairs: list[dict] = ()
+) -> list[str]:
+    """Sentences derived from the numbers, so they stay true when results change.
+
+    Systems are compared by name: a method trained with several seeds by its mean.
+    """
+    methods = methods if methods is not None else aggregate.method_summary(rows)
+    sentences = [
+        best_rouge_sentence(methods),
+        significance_sentence(methods, pairs),
+        other_trained_pairs_sentence(methods, pairs),
+        cheapest_sentence(rows),
+        fastest_sentence(methods),
+        cut_off_sentence(rows),
+    ]
+    return [s for s in sentences if s]
+
+
+def ranked_by_rouge_l(methods: list[dict]) -> list[dict]:
+    scored = [m for m in methods if m.get("rougeL_mean") is not None]
+    return sorted(scored, key=lambda m: -m["rougeL_mean"])
+
+
+def best_rouge_sentence(methods: list[dict]) -> str:
+    scored = ranked_by_rouge_l(methods)
+    if not scored:
+        return "No ROUGE-L scores are available."
+    best = scored[0]
+    seeds = f", mean of {best['n_seeds']} seeds" if best["n_seeds"] > 1 else ""
+    sentence = f"{best['name']} has the best ROUGE-L ({best['rougeL_mean']:.2f}{seeds})"
+    runner_up = scored[1] if len(scored) > 1 else None
+    if runner_up:
+        gap = best["rougeL_mean"] - runner_up["rougeL_mean"]
+        sentence += f", {gap:.2f} points above the next best, {runner_up['name']}"
+        sentence += f" ({runner_up['rougeL_mean']:.2f})"
+    zero_shot = strongest_zero_shot(scored[1:])
+    if zero_shot and zero_shot is not runner_up:
+        gap = best["rougeL_mean"] - zero_shot["rougeL_mean"]
+        sentence += f", and {gap:.2f} points above the {zero_shot['name']} baseline"
+        sentence += f" ({zero_shot['rougeL_mean']:.2f})"
+    return sentence + "."
+
+
+ZERO_SHOT_BASELINES = ("zero_shot", "zero_shot_chat")  # the untrained model's rows
+
+
+def strongest_zero_shot(scored: list[dict]) -> dict | None:
+    """The untrained model's best row; scored is best first. By exact name: a method may be
+    called zero_shot_anything."""
+    return next((m for m in scored if m["name"] in ZERO_SHOT_BASELINES), None)
+
+
+def find_pair(pairs: list[dict], first: str, second: str) -> dict | None:
+    return next((p for p in pairs if {p["system_a"], p["system_b"]} == {first, second}), None)
+
+
+def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
+    """Whether the best's lead over the runner-up and over the strongest zero-shot baseline is
+    significant (ROUGE-L)."""
+    scored = ranked_by_rouge_l(methods)
+    if len(scored) < 2 or not pairs:
+        return ""
+    best = scored[0]["name"]
+    zero_shot = strongest_zero_shot(scored[2:])
+    others = [scored[1]["name"]] + ([zero_shot["name"]] if zero_shot else [])
+    told = [(other, pair) for other in others
+            if (pair := find_pair(pairs, best, other)) and pair.get("rougeL_p_holm") is not None]
+    if not told:
+        return ""
+    clauses = [pair_verdict(f"{best}'s" if not i else "its", best, other, pair)
+               for i, (other, pair) in enumerate(told)]
+    # With one seed per method the bootstrap can resample only the articles: say which it was.
+    several_seeds = any(pair["rougeL_seed_pairs"] > 1 for _, pair in told)
+    resampled = ("seeds and test articles together" if several_seeds
+                 else "test articles (one seed per method)")
+    return f"Resampling {resampled}, on ROUGE-L, " + "; ".join(clauses) + "."
+
+
+def pair_verdict(subject: str, ahead: str, behind: str, pair: dict) -> str:
+    """'<subject> lead over <behind> is significant (...)' or '<ahead> and <behind> cannot be
+    told apart (...)', by Holm's p on ROUGE-L."""
+    if pair["rougeL_p_holm"] < ALPHA:
+        return f"{subject} lead over {behind} is significant ({pair_stats(pair)})"
+    return f"{ahead} and {behind} cannot be told apart ({pair_stats(pair)})"
+
+
+def pair_stats(pair: dict) -> str:
+    """Holm's p, the difference and the seeds' vote of one ROUGE-L comparison (system_a is
+    the one ahead on the mean)."""
+    stats = f"{p_text(pair['rougeL_p_holm'])} after Holm's correction, Δ = {pair['rougeL_diff']:+.2f}"
+    ahead, paired = pair["rougeL_seeds_ahead"], pair["rougeL_seed_pairs"]
+    if paired > 1:
+        stats += f", ahead in {ahead} of {paired} seeds"
+    return stats
+
+
+def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
+    """Every pair of trained methods that significance_sentence leaves out (it has the best
+    against the runner-up): a study's question is often between two of the others."""
+    scored = ranked_by_rouge_l(methods)
+    trained = [m["name"] for m in scored if m.get("kind", "baseline") != "baseline"]
+    told = {m["name"] for m in scored[:2]}
+    others = [find_pair(pairs, first, second)
+              for i, first in enumerate(trained) for second in trained[i + 1:]
+              if {first, second} != told]
+    others = [pair for pair in others if pair and pair.get("rougeL_p_holm") is not None]
+    if len(others) > MAX_PAIRS_SAID:
+        significant = sum(pair["rougeL_p_holm"] < ALPHA for pair in others)
+        return (f"Of the other {len(others)} pairs of trained methods, {significant} differ "
+                "significantly on ROUGE-L after Holm's correction (the significance table has "
+                "them all).")
+    if not others:
+        return ""
+    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p) for p in others]
+    return "The other pairs of trained methods, on ROUGE-L: " + "; ".join(clauses) + "."
+
+
+def cheapest_sentence(rows: list[dict]) -> str:
+    trained = first_run_per_method(rows)
+    if not trained:
+        return ""
+    cheapest = min(trained, key=lambda r: r["trainable_params"])
+    name, params, pct = cheapest["name"], cheapest["trainable_params"], cheapest["trainable_pct"]
+    share = f", {fmt_pct(pct)} % of the model" if pct is not None else ""
+    if len(trained) == 1:
+        return f"{name} trains {params:,} parameters{share}."
+    return f"The cheapest trained method in trainable parameters is {name} ({params:,}{share})."
+
+
+def fastest_sentence(methods: list[dict]) -> str:
+    timed = [m for m in methods if m.get("train_wall_s_mean") is not None]
+    if not timed:
+        return ""
+    fastest = min(timed, key=lambda m: m["train_wall_s_mean"])
+    name, seconds = fastest["name"], fastest["train_wall_s_mean"]
+    mean = " on average" if fastest["n_seeds"] > 1 else ""
+    if len(timed) == 1:
+        return f"{name} trained in {seconds:,.1f} s{mean}."
+    return f"{name} trained fastest ({seconds:,.1f} s wall time{mean})."
+
+
+def cut_off_sentence(rows: list[dict]) -> str:
+    shares = [r for r in rows if r.get("hit_max_new_tokens")]
+    if not shares:
+        return ""
+    worst = max(shares, key=lambda r: r["hit_max_new_tokens"])
+    return (
+        f"{worst['label']} is cut off at max_new_tokens without an end-of-sequence token on "
+        f"{fmt_share(worst['hit_max_new_tokens'], 0)} of the test articles, the most of any system."
+    )
+
+
+# ---------------------------------------------------------------- examples
+
+
+def example_summaries(
+    rows: list[dict], predictions: dict[str, Path], articles: Path, n_examples: int
+) -> list[dict]:
+    """The first test articles with the reference and every system's prediction.
+
+    Each prediction comes as (name, text, score), score being its ROUGE-L text when known.
+    """
+    names = list(
+        dict.fromkeys([r["name"] for r in rows if r["name"] in predictions] + list(predictions))
+    )
+    by_name = {name: {p["id"]: p for p in read_jsonl(predictions[name])} for name in names}
+    examples = []
+    for article in read_jsonl(articles)[:n_examples]:
+        systems = []
+        for name in names:
+            record = by_name[name].get(article["id"]) or {}
+            score = record.get("rougeL")
+            systems.append(
+                (
+                    name,
+                    record.get("prediction", MISSING),
+                    "" if score is None else f"ROUGE-L {score:.1f}",
+                )
+            )
+        examples.append(
+            {
+                "id": article["id"],
+                "article": truncate(article["article"]),
+                "reference": article["highlights"],
+                "predictions": systems,
+            }
+        )
+    return examples
+
+
+# ---------------------------------------------------------------- templates
+
+
+def template_env(templates_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        # Escape data in the HTML report only; Markdown uses its own `md` filter.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_cell
+    env.filters["quote"] = md_quote
+    return env
+
+
+def md_cell(text: str) -> str:
+    """Keep a value inside one Markdown table cell, shown as text rather than markup."""
+    return md_text(text).replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def md_quote(text: str) -> str:
+    return "\n".join("> " + line for line in md_text(text).splitlines() or [""])
+
+
+def md_text(text) -> str:
+    # Markdown viewers render raw HTML; neutralise tags coming from model outputs or articles.
+    # Only a "<" that could open a tag (letter, "/", "!" or "?" next) is escaped: "< 0.001" stays.
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))

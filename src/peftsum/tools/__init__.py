@@ -1,0 +1,1 @@
+"""Benchmarks, the GPU check and job timings: command-line tools beside the workflow."""

@@ -1,0 +1,109 @@
+"""Hyperparameter sweeps: a method entry's `sweep:` lists become grid points, one training job
+each, and the point chosen on validation (loss, or ROUGE-L) is the one evaluated on test.
+
+No torch here: the workflow expands the grid while it builds the DAG, and selection reads only
+the sweep runs' run.json (validation losses) and their summaries of validation articles, never
+anything of the test split.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+from peftsum.errors import UserError
+from peftsum.files import write_json
+
+# The three files a training run writes (the train rule's outputs).
+RUN_FILES = ("trainable.safetensors", "steps.jsonl", "run.json")
+
+
+def split_spec(name: str, spec: dict) -> tuple[dict, dict]:
+    """(the entry without `sweep`, its sweep lists); a sweep value must be a non-empty list."""
+    spec = dict(spec)
+    sweep = spec.pop("sweep", None) or {}
+    if not isinstance(sweep, dict):
+        raise UserError(f"config: methods.{name}.sweep must map hyperparameters to lists")
+    for key, values in sweep.items():
+        if key == "kind":
+            raise UserError(f"config: methods.{name}.sweep cannot sweep 'kind'")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"config: methods.{name}.sweep.{key} must be a non-empty list, "
+                            f"got {values!r}")
+    return spec, sweep
+
+
+def point_name(overrides: dict) -> str:
+    """A readable folder name: lr=0.001,r=16 (keys sorted)."""
+    return ",".join(f"{key}={overrides[key]}" for key in sorted(overrides))
+
+
+def points(sweep: dict) -> dict[str, dict]:
+    """Every combination of the sweep's lists, by point name, in the lists' order."""
+    keys = sorted(sweep)
+    grid = [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
+    return {point_name(p): p for p in grid}
+
+
+def with_selection(spec: dict, chosen: dict | None) -> dict:
+    """The method entry with the chosen point's hyperparameters (a swept method's final runs);
+    chosen: the content of select's choice file."""
+    if not chosen:
+        return spec
+    return {**spec, **chosen["chosen_hparams"]}
+
+
+def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path,
+           out_chosen: Path, metric: str = "val_loss",
+           validation: list[str | Path] = ()) -> dict:
+    """Choose the point with the lowest best validation loss (metric val_loss) or the highest
+    validation ROUGE-L (metric rougeL: `validation` holds each point's metrics.json of its
+    summaries of validation articles); write the whole grid to `out` and the choice alone to
+    `out_chosen` (what the final runs depend on: a new point that does not win leaves it as it
+    was); return the selection.
+
+    grid: point name -> hyperparameters; runs (and validation): each point's file in the
+    grid's order.
+    """
+    if len(runs) != len(grid) or (metric == "rougeL" and len(validation) != len(grid)):
+        raise ValueError(f"{len(runs)} runs, {len(validation)} validation evaluations for "
+                         f"{len(grid)} grid points of {method}")
+    rows = []
+    for i, ((name, hparams), run_json) in enumerate(zip(grid.items(), runs)):
+        run = json.loads(Path(run_json).read_text())
+        row = {"point": name, "hparams": hparams, "val_loss": run["best"]["val_loss"],
+               "best_step": run["best"]["step"], "seed": run["seed"],
+               "run": str(Path(run_json).parent)}
+        if metric == "rougeL":
+            scored = json.loads(Path(validation[i]).read_text())
+            row.update(val_rougeL=scored["rougeL"], val_articles=scored["n_test"])
+        rows.append(row)
+    key = "val_rougeL" if metric == "rougeL" else "val_loss"
+    scored = [r for r in rows if r[key] is not None]
+    if not scored:
+        what = "ROUGE-L" if metric == "rougeL" else "loss"
+        raise UserError(f"no sweep point of {method} recorded a validation {what}")
+    best = max if metric == "rougeL" else min
+    chosen = best(scored, key=lambda r: r[key])
+    choice = {"method": method, "chosen": chosen["point"], "chosen_hparams": chosen["hparams"],
+              "chosen_run": chosen["run"], "chosen_seed": chosen["seed"]}
+    selection = {**choice, "metric": metric, "points": rows}
+    write_json(out, selection)
+    write_json(out_chosen, choice)
+    return selection
+
+
+def reusable_run(chosen: dict | None, seed: int) -> Path | None:
+    """The sweep's own run of the chosen point when it was trained with this seed: the final
+    run with that seed is the same computation, so it is copied instead of trained again."""
+    if not chosen or "chosen_run" not in chosen:  # a learning curve's run: the choice's hparams only
+        return None
+    return Path(chosen["chosen_run"]) if chosen["chosen_seed"] == seed else None
+
+
+def copy_run(source: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy(source / name, out_dir / name)  # new mtimes: newer than the selection
