@@ -12,13 +12,13 @@ from peftsum.data import models, tokenize
 from peftsum.evaluation.generate import (
     GeneratedNoRepeatNGram,
     generate,
-    mean_loss,
     rouge,
     run_lead3,
 )
 from peftsum.evaluation.sentences import lead, split_sentences
 from peftsum.files import read_jsonl
 from peftsum.methods import from_config
+from peftsum.training.loss import mean_loss
 
 # Real CNN/DailyMail pairs beside the clone (../shared in CI); PEFTSUM_CNNDM_SAMPLE points elsewhere.
 SAMPLE = Path(os.environ.get("PEFTSUM_CNNDM_SAMPLE") or

@@ -18,7 +18,7 @@ from peftsum.data import models
 from peftsum.data.batches import collate, collate_sources
 from peftsum.errors import UserError
 from peftsum.evaluation import greedy, restore
-from peftsum.evaluation.generate import GeneratedNoRepeatNGram, cache_owner, generate, mean_loss
+from peftsum.evaluation.generate import GeneratedNoRepeatNGram, cache_owner, generate
 from peftsum.evaluation.kv_cache import GrowingLayer, growing_cache
 from peftsum.files import read_jsonl
 from peftsum.methods import KINDS, all_from_config, from_config
@@ -26,7 +26,7 @@ from peftsum.methods.common import load_trainable, save_trainable
 from peftsum.runtime.precision import place_for_inference
 from peftsum.tools.bench import presets
 from peftsum.tools.bench.__main__ import main as bench_main
-from peftsum.training.loss import summary_nll
+from peftsum.training.loss import mean_loss, summary_nll
 
 GPT2_SMALL = 124_439_808  # FACTS.md
 L, D = 12, 768  # GPT-2 small: blocks, width; c_attn 768 -> 2304, c_fc 768 -> 3072
@@ -385,7 +385,8 @@ BASE_SPECS = [{"kind": "prompt_tuning", "n_tokens": 4}, {"kind": "last_layers", 
 def test_loss_from_the_generation_cache_equals_the_loss_pass(tokenizer, make, spec):
     """Scoring the summaries from generation's cache of the sources (left-padded, a soft prompt
     before the padding) gives the right-padded loss pass's loss; prefix tuning keeps that pass."""
-    from peftsum.evaluation.generate import generate_and_score, loss_sums
+    from peftsum.evaluation.generate import generate_and_score
+    from peftsum.training.loss import loss_sums
 
     model = _perturbed(spec, tokenizer, make)
     examples, dev = _with_summaries(tokenizer), torch.device("cpu")

@@ -14,41 +14,20 @@ from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogi
 
 from peftsum.config import EvalConfig
 from peftsum.data import models
-from peftsum.data.batches import collate, collate_sources, sorted_batches
+from peftsum.data.batches import collate_sources, sorted_batches
 from peftsum.evaluation import greedy
 from peftsum.evaluation.kv_cache import growing_cache
 from peftsum.evaluation.sentences import lead, split_sentences
 from peftsum.files import read_jsonl, write_json, write_jsonl
 from peftsum.methods import Method
 from peftsum.methods.soft_prompt import SoftPromptModel
+from peftsum.metrics import ROUGE_KEYS
 from peftsum.runtime.measure import Stopwatch
 from peftsum.runtime.precision import amp_dtype, autocast, place_for_inference
-from peftsum.training.loss import summary_nll, summary_nll_after_prefill
+from peftsum.training.loss import loss_sums, summary_nll_after_prefill
 
 log = logging.getLogger(__name__)
 
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-
-
-@torch.no_grad()
-def loss_sums(model, examples: list[dict], batch_size: int, pad_id: int, dev,
-              dtype: torch.dtype | None = None) -> tuple[float, int]:
-    """Summed negative log-likelihood of all summary tokens, and their number."""
-    model.eval()
-    total, count = 0.0, 0
-    for batch in sorted_batches([len(e["input_ids"]) for e in examples], batch_size):
-        tensors = {k: v.to(dev) for k, v in collate([examples[i] for i in batch], pad_id).items()}
-        with autocast(dev, dtype):
-            nll, n = summary_nll(model, tensors)
-        total, count = total + nll.item(), count + n
-    return total, count
-
-
-def mean_loss(model, examples: list[dict], batch_size: int, pad_id: int, dev,
-              dtype: torch.dtype | None = None) -> float:
-    """Mean negative log-likelihood per summary token over the whole set (not per batch)."""
-    total, count = loss_sums(model, examples, batch_size, pad_id, dev, dtype)
-    return total / count
 
 
 class GeneratedNoRepeatNGram(LogitsProcessor):
@@ -179,18 +158,18 @@ def _score_from_cache(owner, cache, start: greedy.Prefilled, rows: list[dict], d
 
 def rouge_per_example(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
     """F1 x 100 with stemming; rougeLsum on newline-split sentences, rougeL without."""
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
     rows = []
     for pred, ref in zip(predictions, references):
         scores = scorer.score("\n".join(split_sentences(ref)), "\n".join(split_sentences(pred)))
-        rows.append({key: 100 * scores[key].fmeasure for key in ROUGE_TYPES})
+        rows.append({key: 100 * scores[key].fmeasure for key in ROUGE_KEYS})
     return rows
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Mean F1 x 100 over the examples."""
     rows = rouge_per_example(predictions, references)
-    return {key: sum(r[key] for r in rows) / len(rows) for key in ROUGE_TYPES}
+    return {key: sum(r[key] for r in rows) / len(rows) for key in ROUGE_KEYS}
 
 
 def _write(out_dir: Path, name: str, kind: str, seed: int | None, split_rows: list[dict],
@@ -203,13 +182,13 @@ def _write(out_dir: Path, name: str, kind: str, seed: int | None, split_rows: li
             for r, ref, p, s, e in zip(split_rows, refs, preds, scores,
                                        per_example or [None] * len(preds))]
     metrics = {"name": name, "kind": kind, "seed": seed, **extra,
-               **{k: sum(s[k] for s in scores) / len(scores) for k in ROUGE_TYPES},
+               **{k: sum(s[k] for s in scores) / len(scores) for k in ROUGE_KEYS},
                "n_test": len(refs),
                "mean_pred_words": sum(r["pred_words"] for r in rows) / len(rows),
                "mean_ref_words": sum(r["ref_words"] for r in rows) / len(rows)}
     write_jsonl(Path(out_dir) / "predictions.jsonl", rows)
     write_json(Path(out_dir) / "metrics.json", metrics)
-    log.info("%s: %s", metrics["name"], {k: round(metrics[k], 2) for k in ROUGE_TYPES})
+    log.info("%s: %s", metrics["name"], {k: round(metrics[k], 2) for k in ROUGE_KEYS})
     return metrics
 
 

@@ -13,18 +13,14 @@ import json
 from pathlib import Path
 
 from peftsum.files import read_json, read_jsonl, write_atomic
+from peftsum.metrics import BY_KEY
 from peftsum.report.figures import method_colors
 from peftsum.report.render import DEFAULT_TEMPLATES_DIR, template_env, with_labels
 
-# (field in predictions.jsonl, header): what a system's column can show and sort by.
-MEASURES = [
-    ("rougeL", "ROUGE-L"),
-    ("rougeLsum", "ROUGE-Lsum"),
-    ("rouge1", "ROUGE-1"),
-    ("rouge2", "ROUGE-2"),
-    ("gen_tokens", "Generated tokens"),
-    ("pred_words", "Words"),
-]
+# (field in predictions.jsonl, header): what a system's column can show and sort by, the page's
+# default first.
+MEASURES = [(key, BY_KEY[key].label) for key in
+            ("rougeL", "rougeLsum", "rouge1", "rouge2", "gen_tokens", "pred_words")]
 OUTPUT_FIELDS = [key for key, _ in MEASURES] + ["hit_max"]
 
 

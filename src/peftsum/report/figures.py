@@ -12,26 +12,23 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from peftsum.files import write_atomic
+from peftsum.metrics import ROUGE
+from peftsum.report import study as report_study
+from peftsum.report.canvas import MARKERS, new_figure
+from peftsum.report.tables import is_trained
 
-ROUGE_COLUMNS = [
-    ("rouge1", "ROUGE-1"),
-    ("rouge2", "ROUGE-2"),
-    ("rougeL", "ROUGE-L"),
-    ("rougeLsum", "ROUGE-Lsum"),
-]
+ROUGE_COLUMNS = [(metric.key, metric.label) for metric in ROUGE]
 # matplotlib's tab10 then tab20's light shades: distinct, and readable on white.
 PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
 ]  # fmt: skip
-MARKERS = "osD^vP*X"
 HATCHES = ["", "//", "..", "xx", "\\\\", "++"]
 
 CAPTIONS = {
@@ -78,18 +75,12 @@ def run_name(label: str) -> str:
     return label.split("/", 1)[0]
 
 
-def is_trained(row: dict) -> bool:
-    return row.get("trainable_params") is not None
-
-
 def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path,
                  selections: list[dict] = (), curve: dict | None = None) -> list[FigureFile]:
     """Write each figure as PNG under `folder` and keep its bytes for embedding in the HTML.
 
     selections: the sweeps' select files (results/select/<method>.json), for the sensitivity
     figure; curve: results/curve.json, for the learning curves."""
-    from peftsum.report import study as report_study
-
     colors = method_colors([r["name"] for r in rows] + [run_name(label) for label in steps]
                            + [s["method"] for s in selections])
     drawn = [
@@ -114,13 +105,6 @@ def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path,
         caption = CAPTIONS.get(filename) or report_study.CAPTIONS[filename]
         figures.append(FigureFile(title, caption, f"{folder.name}/{filename}", data_uri))
     return figures
-
-
-def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, object]:
-    # A bare Figure on an Agg canvas avoids pyplot's global state and any GUI backend.
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, (figure.add_subplot() if ncols == 1 else figure.subplots(1, ncols))
 
 
 def png_bytes(figure: Figure) -> bytes:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from peftsum.analysis.stats import seed_interval
-from peftsum.report.figures import MARKERS, is_trained, new_figure
-from peftsum.report.tables import Cell, Table, fmt, p_text
+from peftsum.report.canvas import MARKERS, new_figure
+from peftsum.report.tables import Cell, Table, fmt, is_trained, p_text
 
 CAPTIONS = {
     "sensitivity.png": (

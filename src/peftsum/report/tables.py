@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 MISSING = "—"
 
 
+def is_trained(row: dict) -> bool:
+    """Whether an aggregated row is a trained run (a baseline has no trainable parameters)."""
+    return row.get("trainable_params") is not None
+
+
 @dataclass
 class Cell:
     text: str

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from peftsum.config import TrainingConfig, config_hash
 from peftsum.data import models
 from peftsum.data.batches import collate, length_grouped_batches, pad_fraction
-from peftsum.evaluation.generate import loss_sums
 from peftsum.files import atomic_path, read_jsonl, write_json, write_jsonl
 from peftsum.methods import Method
 from peftsum.methods.common import decoder_blocks, save_trainable, trainable_state, unwrap
@@ -41,12 +40,15 @@ from peftsum.runtime.measure import (
 )
 from peftsum.runtime.precision import amp_dtype, autocast, place, training_attention
 from peftsum.training import checkpoint, lock
-from peftsum.training.loss import summary_nll, summary_span
+from peftsum.training.loss import loss_sums, summary_nll, summary_span
 
 log = logging.getLogger(__name__)
 
 
 RANK_SEED_STRIDE = 1_000_003  # rank r > 0 draws from seed + r x this: apart from other seeds
+# Epoch e of seed s is shuffled with seed s x this + e: each (seed, epoch) its own order for runs
+# of fewer epochs than this.
+EPOCH_SEED_STRIDE = 1000
 
 
 def seed_everything(seed: int) -> None:
@@ -63,19 +65,51 @@ def linear_schedule(optimizer, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def build_optimizer(params: list[torch.nn.Parameter], lr: float, cfg: TrainingConfig,
+                    total_steps: int):
+    """AdamW over params and its warm-up/decay schedule over total_steps optimizer steps."""
+    # fused: one kernel over all tensors; on the CPU, full fine-tuning's step took a fifth of the
+    # default for-loop's time (SmolLM2-135M, docs/performance.md).
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
+    warmup = max(1, round(cfg.warmup_ratio * total_steps))
+    return optimizer, linear_schedule(optimizer, warmup, total_steps)
+
+
+def epoch_plan(lengths: list[int], cfg: TrainingConfig, seed: int, epoch: int
+               ) -> list[list[list[int]]]:
+    """The optimizer steps of an epoch, each a list of micro-batches (lists of example indices):
+    batches of similar lengths in an order drawn from seed and epoch, grad_accum per step."""
+    batches = length_grouped_batches(lengths, cfg.batch_size, seed * EPOCH_SEED_STRIDE + epoch)
+    ga = cfg.grad_accum
+    return [batches[i:i + ga] for i in range(0, len(batches), ga)]
+
+
+class StepHook:
+    """Called around each optimizer step of Trainer.fit(), with the step's number (0 for the
+    first), its micro-batches and, after it, its statistics (loss, tokens, samples, pad, micro).
+    The loop itself needs none; a benchmark times or profiles the steps through one."""
+
+    def before_step(self, step: int, micro_batches: list[list[int]]) -> None:
+        pass
+
+    def after_step(self, step: int, micro_batches: list[list[int]], stats: dict) -> None:
+        pass
+
+
 class Trainer:
     """Holds what one run needs; fit() is the loop, read top to bottom."""
 
     def __init__(self, model, tokenizer, method: Method, cfg: TrainingConfig, seed: int,
                  train: list[dict], validation: list[dict], dev: torch.device,
-                 checkpoint_dir: Path | None = None, fingerprint: str = ""):
+                 checkpoint_dir: Path | None = None, fingerprint: str = "",
+                 hooks: tuple[StepHook, ...] = ()):
         self.rank, self.world, _ = distributed.world()
         self.dev, self.method, self.cfg, self.seed = dev, method, cfg, seed
         self.pad_id = tokenizer.pad_token_id
         self.train_set = train
         self.val_set = validation[: cfg.eval_samples][self.rank::self.world]  # this rank's share
         self.lengths = [len(e["input_ids"]) for e in train]
-        self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
+        self.checkpoint_dir, self.fingerprint, self.hooks = checkpoint_dir, fingerprint, hooks
         self.dtype = amp_dtype(dev, cfg.cpu_bf16)
         self.attention = training_attention(cfg.attention, dev, self.dtype)
         unwrap(model).set_attn_implementation(self.attention)
@@ -86,13 +120,8 @@ class Trainer:
         self.net = self._data_parallel(self.model)
         steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accum)
         self.total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch)
-        # fused: one kernel over all tensors; full fine-tuning's step on the CPU took 131 ms
-        # against the default for-loop's 724 (SmolLM2-135M, docs/benchmarks.md).
-        self.optimizer = torch.optim.AdamW(self.params, lr=method.params.lr,
-                                           weight_decay=cfg.weight_decay, fused=True)
-        self.scheduler = linear_schedule(self.optimizer, max(1, round(cfg.warmup_ratio *
-                                                                      self.total_steps)),
-                                         self.total_steps)
+        self.optimizer, self.scheduler = build_optimizer(self.params, method.params.lr, cfg,
+                                                         self.total_steps)
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.dtype == torch.float16)
         self.state = {"step": 0, "epoch": 0, "epoch_step": 0, "best_step": None,
@@ -108,12 +137,9 @@ class Trainer:
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     # --- data -------------------------------------------------------------------------------
-    def _epoch_steps(self, epoch: int) -> list[list[list[int]]]:
+    def epoch_plan(self, epoch: int) -> list[list[list[int]]]:
         """The optimizer steps of an epoch, each a list of micro-batches (lists of indices)."""
-        batches = length_grouped_batches(self.lengths, self.cfg.batch_size,
-                                         self.seed * 1000 + epoch)
-        ga = self.cfg.grad_accum
-        return [batches[i:i + ga] for i in range(0, len(batches), ga)]
+        return epoch_plan(self.lengths, self.cfg, self.seed, epoch)
 
     # --- one optimizer step -----------------------------------------------------------------
     def _host_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
@@ -238,10 +264,14 @@ class Trainer:
         progress = tqdm(total=self.total_steps, initial=s["step"], desc=f"train {self.method.name}",
                         mininterval=5, disable=not distributed.is_main())
         while s["epoch"] < cfg.epochs and not self._done():
-            started, steps = time.perf_counter(), self._epoch_steps(s["epoch"])
+            started, steps = time.perf_counter(), self.epoch_plan(s["epoch"])
             window_start = started
             for micro_batches in steps[s["epoch_step"]:]:
+                for hook in self.hooks:
+                    hook.before_step(s["step"], micro_batches)
                 stats = self._step(micro_batches)
+                for hook in self.hooks:
+                    hook.after_step(s["step"], micro_batches, stats)
                 for key in window:
                     window[key] += stats[key]
                 s["tokens"] += int(distributed.all_sum(stats["tokens"], dev=self.dev)[0])

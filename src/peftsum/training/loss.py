@@ -1,11 +1,14 @@
-"""Cross-entropy on summary tokens only (labels are IGNORE_INDEX elsewhere)."""
+"""Cross-entropy on summary tokens only (labels are IGNORE_INDEX elsewhere): the training loss,
+the validation loss that picks the best weights, and the test loss that evaluation reports."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from peftsum.data.batches import collate, sorted_batches
 from peftsum.data.tokenize import IGNORE_INDEX
+from peftsum.runtime.precision import autocast
 
 
 def summary_span(labels: torch.Tensor) -> tuple[int, int]:
@@ -66,3 +69,24 @@ def summary_nll_after_prefill(decoder, cache, prefix_mask: torch.Tensor, first_l
                                     ignore_index=IGNORE_INDEX, reduction="sum")
         cache.crop(-(width - 1))
     return nll, int((targets != IGNORE_INDEX).sum())
+
+
+@torch.no_grad()
+def loss_sums(model, examples: list[dict], batch_size: int, pad_id: int, dev,
+              dtype: torch.dtype | None = None) -> tuple[float, int]:
+    """Summed negative log-likelihood of all summary tokens, and their number."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in sorted_batches([len(e["input_ids"]) for e in examples], batch_size):
+        tensors = {k: v.to(dev) for k, v in collate([examples[i] for i in batch], pad_id).items()}
+        with autocast(dev, dtype):
+            nll, n = summary_nll(model, tensors)
+        total, count = total + nll.item(), count + n
+    return total, count
+
+
+def mean_loss(model, examples: list[dict], batch_size: int, pad_id: int, dev,
+              dtype: torch.dtype | None = None) -> float:
+    """Mean negative log-likelihood per summary token over the whole set (not per batch)."""
+    total, count = loss_sums(model, examples, batch_size, pad_id, dev, dtype)
+    return total / count

@@ -5,12 +5,11 @@ the same initial weights and trainable parameters, AdamW with the same warm-up/d
 and clipping, the same autocast dtype and the same number of optimizer steps. Each reports when
 every optimizer step ended, the learning rates and training losses it logged, and the loss of
 the same probe examples after the last step, computed by the same function for all
-(peftsum.evaluation.generate.loss_sums): equal losses show that they trained the same thing.
+(peftsum.training.loss.loss_sums): equal losses show that they trained the same thing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 
@@ -27,9 +26,8 @@ from transformers import Trainer as HFTrainer
 
 from peftsum.config import TrainingConfig
 from peftsum.data import models
-from peftsum.data.batches import collate, length_grouped_batches
+from peftsum.data.batches import collate
 from peftsum.data.tokenize import IGNORE_INDEX, make_labels
-from peftsum.evaluation.generate import mean_loss
 from peftsum.methods import Method
 from peftsum.methods.common import decoder_blocks, unwrap
 from peftsum.methods.prompt_tuning import initial_prompt
@@ -37,7 +35,14 @@ from peftsum.runtime import distributed
 from peftsum.runtime.measure import training_flops_per_token
 from peftsum.runtime.precision import amp_dtype, autocast
 from peftsum.tools.bench.presets import Job
-from peftsum.training.loop import Trainer, linear_schedule, seed_everything
+from peftsum.training.loop import (
+    StepHook,
+    Trainer,
+    build_optimizer,
+    epoch_plan,
+    seed_everything,
+)
+from peftsum.training.loss import mean_loss
 
 NEVER = 10**9  # no validation, logging window or checkpoint inside the timed steps
 
@@ -50,14 +55,9 @@ def training_config(job: Job) -> TrainingConfig:
 
 
 def plan(job: Job) -> list[list[list[int]]]:
-    """The optimizer steps of our loop's first epoch, each a list of micro-batches of indices.
-
-    Mirrors Trainer._epoch_steps(0); train_ours checks that the loop ran exactly these.
-    """
-    p = job.preset
-    batches = length_grouped_batches([len(e["input_ids"]) for e in job.train], p.batch_size,
-                                     job.seed * 1000)
-    return [batches[i:i + p.grad_accum] for i in range(0, len(batches), p.grad_accum)]
+    """The optimizer steps of our loop's first epoch, each a list of micro-batches of indices;
+    train_ours checks that the loop ran exactly these."""
+    return epoch_plan([len(e["input_ids"]) for e in job.train], training_config(job), job.seed, 0)
 
 
 def _setup(job: Job):
@@ -88,12 +88,9 @@ def _flops(model) -> dict:
 
 
 def _optimizer(model, method: Method, cfg: TrainingConfig):
-    """AdamW and the warm-up/decay schedule exactly as peftsum.training.loop.Trainer builds them."""
+    """AdamW and the warm-up/decay schedule of our loop, over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=method.params.lr, weight_decay=cfg.weight_decay,
-                                  fused=True)
-    total = cfg.max_steps
-    return optimizer, linear_schedule(optimizer, max(1, round(cfg.warmup_ratio * total)), total)
+    return build_optimizer(params, method.params.lr, cfg, cfg.max_steps)
 
 
 def _result(start: float, ends: list[float], lrs: list[float], losses: list[float], model,
@@ -102,32 +99,44 @@ def _result(start: float, ends: list[float], lrs: list[float], losses: list[floa
             "probe_loss": probe_loss, **_flops(model), **extra}
 
 
+class _StepTimer(StepHook):
+    """When each optimizer step of our loop ended and which micro-batches it ran; with
+    profile_step, that step runs under torch.profiler and its top operators are kept."""
+
+    def __init__(self, dev: torch.device, profile_step: int | None = None):
+        self.dev, self.profile_step = dev, profile_step
+        self.ran, self.ends, self.top = [], [], []
+        self.profiler = None
+
+    def before_step(self, step, micro_batches):
+        if step == self.profile_step:
+            self.profiler = torch.profiler.profile()
+            self.profiler.start()
+
+    def after_step(self, step, micro_batches, stats):
+        if self.profiler is not None:
+            self.profiler.stop()
+            self.top.extend(_top_ops(self.profiler))
+            self.profiler = None
+        self.ran.append(micro_batches)
+        self.ends.append(_now(self.dev))
+
+
 def train_ours(job: Job, method: Method, profile: bool = False) -> dict:
-    """peftsum.training.loop.Trainer.fit(), its optimizer step timed from outside; profile: the last step
-    runs under torch.profiler and the top operators are returned (then it is not a timing)."""
+    """peftsum.training.loop.Trainer.fit(), each optimizer step timed by a step hook; profile: the
+    last step runs under torch.profiler and the top operators are returned (then it is not a
+    timing)."""
     model, tokenizer, dev, _ = _setup(job)
     model, _ = method.wrap(model, tokenizer)
+    timer = _StepTimer(dev, job.preset.steps - 1 if profile else None)
     trainer = Trainer(model, tokenizer, method, training_config(job), job.seed, job.train,
-                      job.probe, dev)
-    inner, ran, ends, top = trainer._step, [], [], []
-
-    def step(micro_batches):
-        last = profile and len(ran) == job.preset.steps - 1
-        with torch.profiler.profile() if last else contextlib.nullcontext() as prof:
-            stats = inner(micro_batches)
-        ran.append(micro_batches)
-        ends.append(_now(dev))
-        if last:
-            top.extend(_top_ops(prof))
-        return stats
-
-    trainer._step = step
+                      job.probe, dev, hooks=(timer,))
     start = time.perf_counter()
     trainer.fit()  # validates once after the last step: that validation loss is the probe loss
     logged = [r for r in trainer.rows if "train_loss" in r]
-    return _result(start, ends, [r["lr"] for r in logged], [r["train_loss"] for r in logged],
-                   trainer.model, trainer.rows[-1]["val_loss"], ran_plan=ran == plan(job),
-                   **({"profile": top} if profile else {}))
+    return _result(start, timer.ends, [r["lr"] for r in logged],
+                   [r["train_loss"] for r in logged], trainer.model, trainer.rows[-1]["val_loss"],
+                   ran_plan=timer.ran == plan(job), **({"profile": timer.top} if profile else {}))
 
 
 def _top_ops(prof, n: int = 12) -> list[dict]:
