@@ -3,7 +3,7 @@
 HF generate() keeps every row of a batch in every step until the last row ends: in the study's
 evaluation ~40 % of the decoded row-steps belonged to summaries already past their EOS. Here
 generate() makes only the first token (the prefill: every method keeps its own way of putting a
-prompt before the sources), and the model that owns the cache (evaluate.cache_owner) continues
+prompt before the sources), and the model that owns the cache (generate.cache_owner) continues
 it over the rows still running; rows that ended leave the batch and the cache a few at a time.
 Each step is HF's greedy step: the logits processors on the tokens generated so far, argmax,
 and the mask and positions generate() would give (tests/test_methods_kinds.py: the same tokens

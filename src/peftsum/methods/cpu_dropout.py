@@ -1,8 +1,8 @@
 """Dropout on the CPU from fewer random draws: LoRA's dropout on the adapter input.
 
 torch's dropout draws one Bernoulli number per element (aten::bernoulli_), and on the CPU that
-draw costs more than the products it guards: in the demo's bf16 LoRA step on an AVX-512 EPYC it
-was 8.4 % of the step, after the products the largest operator (docs/benchmarks.md). Here one
+draw costs more than the products it guards: in the demo's bf16 LoRA step it was, after the
+matrix products, the largest operator (docs/performance.md). Here one
 64-bit draw of torch's generator gives four elements 15 random bits each, and an element is
 kept when its bits are at least p x 2^15: the keep probability is 1 - p rounded to 1/32,768,
 and the kept elements are scaled by 1 / (1 - p) as torch does. Seeded like every other draw.

@@ -16,10 +16,9 @@ log = logging.getLogger(__name__)
 def cpu_has_native_bf16() -> bool:
     """Whether the CPU has bf16 instructions for matmuls. On x86 that is AVX512_BF16 or AMX:
     oneDNN says bf16 is supported on any AVX-512 CPU, but without them it converts to fp32 on
-    the fly, and on an Intel Xeon with AVX-512 and neither (2026-12-03) a bf16 training
-    micro-batch took 3.3x fp32's time (4.6x fp32's with sdpa); on an AVX2-only CPU (an AMD
-    EPYC of the Zen 3 family) torch's reference path ran at 1.2 GFLOP/s against fp32's 51 on
-    one thread. Elsewhere (ARM) oneDNN's answer stands."""
+    the fly and bf16 training runs several times slower than fp32, and on an AVX2-only CPU
+    torch's reference path is slower still (docs/performance.md). Elsewhere (ARM) oneDNN's
+    answer stands."""
     if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return False
     if platform.machine().lower() in ("x86_64", "amd64"):
@@ -44,9 +43,9 @@ def amp_dtype(dev: torch.device, cpu_bf16: bool) -> torch.dtype | None:
 
 
 def training_attention(choice: str, dev: torch.device, dtype: torch.dtype | None) -> str:
-    """training.attention resolved: auto is eager under bf16 on a CPU (1.21x the tokens/s of
-    sdpa for prompt tuning on the AVX-512 EPYC) and sdpa elsewhere (in fp32 on the AVX2 EPYC
-    sdpa was 1.19x eager's speed; on GPUs its fused kernels): docs/benchmarks.md."""
+    """training.attention resolved: auto is eager under bf16 on a CPU (faster there for the
+    demo's short sequences) and sdpa elsewhere (faster in fp32 on a CPU; on GPUs its fused
+    kernels): docs/performance.md."""
     if choice != "auto":
         return choice
     return "eager" if dev.type == "cpu" and dtype == torch.bfloat16 else "sdpa"
@@ -97,10 +96,9 @@ def hold_freed_cpu_memory() -> bool:
     MiB: a large model's largest gradients, the logits) fresh from the kernel and unmaps it when
     freed, so each step faults those pages in again. Held, a freed block is reused where the
     next one fits in it (not always: a 64 MiB block freed and asked for again still faulted in
-    most tries). On the AMX Xeon the demo's bf16 training ran 1.11x (full fine-tuning) and 1.13x
-    (last layers) as fast with the memory held, LoRA and prompt tuning alike (0.98x, within the
-    noise); peak RSS up to 14 % higher (last layers; docs/benchmarks.md). False where the C
-    library is not glibc.
+    most tries). Methods with large gradients (full fine-tuning, last layers) then train faster
+    in bf16 on the CPU, the others alike, at a somewhat higher peak RSS (docs/performance.md).
+    False where the C library is not glibc.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

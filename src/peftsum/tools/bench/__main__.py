@@ -3,7 +3,7 @@
 Runs every variant on the same model, data and settings, prints a table with ratios and writes
 the figures as JSON. Each variant runs in a fresh process (python -m peftsum.tools.bench --variant ...)
 so that its peak memory is its own; --in-process runs them all here, faster, without memory
-figures. See docs/benchmarks.md.
+figures. See docs/performance.md.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _tiny(config_dir: Path) -> Preset:
 
 
 def _tiny_kinds(config_dir: Path) -> Preset:
-    """The tiny preset with the kinds of issue 14, one small instance each."""
+    """The tiny preset with the PEFT kinds beyond the first four, one small instance each."""
     kinds = {"dora": {"kind": "lora", "use_dora": True, "dropout": 0.0, "lr": 0.001},
              "bitfit": {"kind": "bitfit", "lr": 0.001},
              "ia3": {"kind": "ia3", "lr": 0.01},
