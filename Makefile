@@ -55,7 +55,7 @@ gpu-check: $(STAMP)
 
 # The catalog's checks: formatting of the Snakefile and rules, then Snakemake's own linter.
 lint: $(STAMP)
-	$(BIN)/ruff check src workflow tests
+	$(BIN)/ruff check src workflow tests dev
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
