@@ -215,12 +215,14 @@ def test_test_loss_comes_from_generation_or_from_a_pass_in_loss_batch_size(smoke
     """Greedy search scores the summaries from its own cache (one batching, no loss pass); beam
     search, whose cache holds beams, keeps the loss pass in batches of loss_batch_size."""
     from peftsum.evaluation import generate as evaluate_module
+    from peftsum.training import loss as loss_module
 
     root, config = smoke
     sizes = []
     batches = evaluate_module.sorted_batches
-    monkeypatch.setattr(evaluate_module, "sorted_batches",
-                        lambda lengths, n: sizes.append(n) or batches(lengths, n))
+    for module in (evaluate_module, loss_module):  # generation's batching, the loss pass's
+        monkeypatch.setattr(module, "sorted_batches",
+                            lambda lengths, n: sizes.append(n) or batches(lengths, n))
     losses = {}
     for beams, loss_batch_size, expected_sizes in ((1, 3, [8]), (2, None, [8, 8]), (2, 3, [8, 3])):
         sizes.clear()
