@@ -163,3 +163,14 @@ def test_tools_use_public_names_only():
                   and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                 wrong.add((module, ast.unparse(node)))
     assert wrong == set()
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Modules meet through public names: a `_name` imported from elsewhere is a helper that
+    should have been made public, or moved."""
+    wrong = {(module, f"{absolute(module, node)}.{alias.name}")
+             for module in MODULES for node in runtime_nodes(TREES[module])
+             if isinstance(node, ast.ImportFrom) and absolute(module, node).startswith(PACKAGE)
+             for alias in node.names
+             if alias.name.startswith("_") and not alias.name.startswith("__")}
+    assert wrong == set()
