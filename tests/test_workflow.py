@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import snakemake
+from conftest import SMOKE_LOGS, SMOKE_RESULTS, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def shown_number(cell: str) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_smoke_workflow_end_to_end(smoke_workflow):
-    results = smoke_workflow / "results"
+    results = smoke_workflow / SMOKE_RESULTS
     rows = read_json(results / "metrics.json")
     assert [r["name"] for r in rows] == [*TRAINED, "zero_shot", "lead3"]
     assert rows[0]["trainable_params"] == 8 * 64  # n_tokens x d_model of the smoke config
@@ -72,14 +72,14 @@ def test_smoke_workflow_end_to_end(smoke_workflow):
         assert len(predictions) == 8
         assert [p["prediction"] for p in predictions] != [p["prediction"] for p in zero_shot]
         assert row["test_loss"] < untrained["test_loss"], row["name"]  # below the untrained model
-        assert (smoke_workflow / "logs" / "train" / f"{row['name']}_seed0.log").stat().st_size
+        assert (smoke_workflow / SMOKE_LOGS / "train" / f"{row['name']}_seed0.log").stat().st_size
     html = (results / "report" / "report.html").read_text()
     assert "last_layers" in html and "data:image/png;base64," in html
 
 
 @pytest.mark.slow
 def test_smoke_table_rows_are_the_files_they_came_from(smoke_workflow):
-    results = smoke_workflow / "results"
+    results = smoke_workflow / SMOKE_RESULTS
     for row in read_json(results / "metrics.json"):
         folder = eval_dir(results, row)
         metrics = read_json(folder / "metrics.json")
@@ -98,7 +98,7 @@ def test_smoke_table_rows_are_the_files_they_came_from(smoke_workflow):
 
 @pytest.mark.slow
 def test_smoke_report_shows_the_numbers_of_metrics_json(smoke_workflow):
-    results = smoke_workflow / "results"
+    results = smoke_workflow / SMOKE_RESULTS
     rows = {r["name"]: r for r in read_json(results / "metrics.json")}
     quality = markdown_table((results / "report" / "report.md").read_text(), "Quality")
     assert [line["Method"] for line in quality] == list(rows)
@@ -135,17 +135,18 @@ def test_unreachable_hub_points_to_the_demo(tmp_path):
 
 def test_split_larger_than_source_leaves_nothing_half_written(tmp_path):
     config = smoke_config(tmp_path, data={"sizes": {"train": 100000, "validation": 8, "test": 8}})
-    done = snakemake(tmp_path, config, "results/data/split/stats.json")
+    done = snakemake(tmp_path, config, str(SMOKE_RESULTS / "data/split/stats.json"))
     _one_line_error(done, "data.sizes.train = 100000 is larger than")
-    assert not list((tmp_path / "results").glob("data/split/*.jsonl"))
+    assert not list((tmp_path / SMOKE_RESULTS).glob("data/split/*.jsonl"))
 
 
 def test_chat_baseline_on_a_model_without_chat_template_fails_in_one_line(tmp_path):
     config = smoke_config(tmp_path, evaluation={"baselines": ["zero_shot_chat", "lead3"]})
     planned = snakemake(tmp_path, config, "-n")
     assert planned.returncode == 0, planned.stderr[-3000:]
-    assert "tokenize_chat" in planned.stdout and "results/eval/zero_shot_chat" in planned.stdout
-    done = snakemake(tmp_path, config, "results/data/tokenized_chat/test.jsonl")
+    assert "tokenize_chat" in planned.stdout
+    assert f"{SMOKE_RESULTS}/eval/zero_shot_chat" in planned.stdout
+    done = snakemake(tmp_path, config, str(SMOKE_RESULTS / "data/tokenized_chat/test.jsonl"))
     _one_line_error(done, "has none")
 
 

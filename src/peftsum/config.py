@@ -65,10 +65,19 @@ def validate(raw: dict) -> dict:
         errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
         if errors:
             raise UserError(_describe(errors[0]))
+    config["experiment"] = experiment_name(config)
     return config
 
 
-# Config values that become one folder name under resources/ (resources/models/<model.name>).
+def experiment_name(config: dict) -> str:
+    """The folder under results/ (logs/, benchmarks/) of a validated config: its `experiment`,
+    else <model.name>_<data.name>, so that configs of other models or data never share one."""
+    name = config["experiment"] or f"{config['model']['name']}_{config['data']['name']}"
+    return safe_folder_name(name, "experiment")
+
+
+# Config values that become one folder name under resources/ (resources/models/<model.name>);
+# `experiment` becomes one under results/.
 FOLDER_NAME_KEYS = (("model", "name"), ("data", "name"))
 
 
@@ -89,6 +98,8 @@ def check_folder_names(config: dict) -> None:
     for section, key in FOLDER_NAME_KEYS:
         if isinstance(config.get(section), dict) and key in config[section]:
             safe_folder_name(config[section][key], f"{section}.{key}")
+    if config.get("experiment"):
+        safe_folder_name(config["experiment"], "experiment")
 
 
 def load(path: str | Path) -> dict:
