@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -126,6 +127,16 @@ def test_config_wrong_type_names_the_key(tmp_path):
     _one_line_error(done, "evaluation.max_new_tokens")
 
 
+def test_nested_config_overrides_are_typed(tmp_path):
+    done = snakemake(tmp_path, smoke_config(tmp_path), "-n", "--config",
+                     "training={epochs: 1, cpu_bf16: true, max_steps: null, weight_decay: 1e-4}",
+                     "methods={lora: {kind: lora, r: 4, lr: 2e-3}}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = snakemake(tmp_path, smoke_config(tmp_path), "-n", "--config", "training={epochs: many}")
+    _one_line_error(done, "config: 'training.epochs': 'many' is not of type 'integer'")
+    assert "write it with a dot" not in done.stdout + done.stderr
+
+
 def test_unreachable_hub_points_to_the_demo(tmp_path):
     config = smoke_config(tmp_path, model={"name": "m", "source": "hf", "id": "no-such/model"})
     done = snakemake(tmp_path, config, "resources/models/m")
@@ -160,3 +171,40 @@ def test_config_threads_sets_each_training_and_evaluation_job(tmp_path):
     threads = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    threads: (\d+)$",
                               done.stdout + done.stderr, re.MULTILINE))
     assert threads == {"train": "3", "evaluate": "3", "evaluate_zero_shot": "3"}
+
+
+# --- one experiment, one folder ------------------------------------------------------------------
+
+def planned_outputs(done: subprocess.CompletedProcess) -> list[str]:
+    """Every output path a dry run lists."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout + done.stderr
+    return [p for line in re.findall(r"^    output: (.*)$", text, re.MULTILINE)
+            for p in line.split(", ")]
+
+
+@pytest.mark.slow
+def test_two_configs_in_one_checkout_never_plan_each_others_jobs(smoke_workflow, tmp_path):
+    other = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    other["experiment"] = "other"
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(other))
+    outputs = planned_outputs(snakemake(smoke_workflow, path, "-n", "--nolock"))
+    assert outputs and all(p.startswith("results/other/") for p in outputs), outputs
+    # The finished smoke experiment beside it is still complete.
+    again = snakemake(smoke_workflow, ROOT / "tests" / "smoke.yaml", "-n", "--nolock")
+    assert planned_outputs(again) == []
+
+
+@pytest.mark.slow
+def test_copied_results_of_other_data_are_refused_without_snakemake_records(smoke_workflow,
+                                                                            tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(smoke_workflow / "results", workdir / "results")  # no .snakemake/
+    shutil.copytree(smoke_workflow / "resources", workdir / "resources", symlinks=True)
+    recorded = read_json(workdir / SMOKE_RESULTS / "experiment.json")
+    assert recorded["identity"]["data"] == {"name": "aclsum", "source": "aclsum"}
+    other_data = smoke_config(tmp_path, data={"source": "jsonl", "path": str(tmp_path)})
+    done = snakemake(workdir, other_data, "-n")
+    _one_line_error(done, f"{SMOKE_RESULTS}/ holds outputs of another data (")
+    assert "give this config its own `experiment:` name" in done.stdout + done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -46,14 +47,85 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _yaml_number_hint(error: jsonschema.ValidationError) -> str:
-    """YAML 1.1 reads 1e-4 (no dot) as a string: say so where a number was wanted."""
-    if error.validator != "type" or not isinstance(error.instance, str):
-        return ""
-    try:
-        float(error.instance)
-    except ValueError:
+    """YAML 1.1 reads 1e-4 (no dot) as a string: say so where a number was wanted (a --config
+    override never gets here: typed_overrides reads it as a number)."""
+    if (error.validator != "type" or "number" not in _schema_types(error.schema)
+            or not isinstance(error.instance, str)
+            or not isinstance(_yaml_scalar(error.instance), float)):
         return ""
     return f" (YAML reads {error.instance} as text: write it with a dot, e.g. 1.0e-4)"
+
+
+def typed_overrides(overrides: dict) -> dict:
+    """Snakemake's `--config` values typed as a config file's would be.
+
+    Snakemake reads a nested override (`--config training='{epochs: 1}'`) with YAML's
+    BaseLoader, which leaves every value in it a string. Each string is read as a YAML scalar
+    where the schema allows the scalar's type (a number, a boolean, null), and so are a method's
+    hyperparameters (the schema leaves them to the method's kind, which checks them); a number
+    where the schema expects only a string (`--config experiment=2024`) is read as text.
+    """
+    return _typed(overrides, load_schema(), ())
+
+
+def _typed(value, schema: dict | None, path: tuple):
+    if isinstance(value, dict):
+        return {k: _typed(v, _property_schema(schema, k), (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items") if isinstance(schema, dict) else None
+        return [_typed(v, items, (*path, i)) for i, v in enumerate(value)]
+    types = _schema_types(schema)
+    if isinstance(value, str) and (types or path[:1] == ("methods",)):
+        typed = _yaml_scalar(value)
+        return typed if not types or _json_types(typed) & types else value
+    if types == {"string"} and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _json_types(value) -> set:
+    """The schema types value satisfies."""
+    if value is None:
+        return {"null"}
+    if isinstance(value, bool):
+        return {"boolean"}
+    if isinstance(value, int):
+        return {"integer", "number"}
+    return {"number"} if isinstance(value, float) else {"string"}
+
+
+def _property_schema(schema: dict | None, key) -> dict | None:
+    if not isinstance(schema, dict):
+        return None
+    if key in schema.get("properties", {}):
+        return schema["properties"][key]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _schema_types(schema: dict | None) -> set:
+    """The JSON types a schema allows (an enum's from its values); empty when it does not say."""
+    if not isinstance(schema, dict):
+        return set()
+    if "enum" in schema:
+        return set().union(*(_json_types(v) for v in schema["enum"]))
+    kinds = schema.get("type", [])
+    return {kinds} if isinstance(kinds, str) else set(kinds)
+
+
+def _yaml_scalar(text: str):
+    """text as a config file's YAML would read it, and 1e-4 (text in YAML 1.1) as a number."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return number if math.isfinite(number) else text
+    return value if value is None or isinstance(value, (bool, int, float)) else text
 
 
 def validate(raw: dict) -> dict:

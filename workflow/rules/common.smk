@@ -4,6 +4,7 @@ from glob import glob
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config
 
 from peftsum import config as peftsum_config
 from peftsum import experiment as peftsum_experiment
@@ -13,9 +14,13 @@ from peftsum.errors import UserError
 
 # Validated once, at start: a typo fails in the first seconds with the key's name.
 # A method entry with `sweep:` lists is a grid: each point trains (seed: the first of
-# training.seeds) under results/sweep/, the select checkpoint picks one by validation loss, and
-# only that point trains with every seed and is evaluated on test.
+# training.seeds) under results/<experiment>/sweep/, the select checkpoint picks one by
+# validation loss, and only that point trains with every seed and is evaluated on test.
 try:
+    # Snakemake leaves every value of a nested --config override a string.
+    update_config(
+        config, peftsum_config.typed_overrides(workflow.config_settings.config)
+    )
     config.update(peftsum_config.validate(config))
     # Outputs of another model or data under this experiment's name are refused, with or
     # without Snakemake's records in .snakemake/ (a copied project has none).
