@@ -29,6 +29,12 @@ def test_points_are_every_combination_with_readable_names():
     ({"lr": 0.001}, "sweep.lr must be a non-empty list"),
     ({"lr": []}, "sweep.lr must be a non-empty list"),
     ({"kind": ["lora"]}, "cannot sweep 'kind'"),
+    # A grid point's name is a folder: a '/' would aim it at another run's folder.
+    ({"config": ["../../../../train/lora"]},
+     r"sweep\.config's grid point '\.\./\.\./\.\./\.\./train/lora' must be one folder name"),
+    ({"config": ["a/b"]}, "must be one folder name"),
+    ({"lr": ["1e-3", 0.001]}, "sweep.lr lists one value twice: '1e-3' and 0.001"),
+    ({"r": [8, 16, 8]}, "sweep.r lists one value twice: 8 and 8"),
 ])
 def test_bad_sweeps_are_one_line_errors(bad, message):
     with pytest.raises(UserError, match=message):
