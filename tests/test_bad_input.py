@@ -1,6 +1,7 @@
 """Bad input and faults: a one-line error naming the key, file or line; nothing destroyed."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,24 @@ def test_edited_run_record_is_refused_naming_the_key(trained, tmp_path, changes,
     assert key in str(caught.value) and "trainable.safetensors was trained with" in str(caught.value)
 
 
+@pytest.mark.parametrize(("key", "message"), [
+    ("reserved_positions", "reserved_positions = {was}, not {now}"),
+    ("context_length", "base_model.context_length = {now}, but"),
+])
+def test_edited_truncation_in_run_record_is_refused(trained, tmp_path, key, message):
+    """Both decide how summarize cuts an article: an edited one would return other summaries."""
+    from peftsum.evaluation import restore
+
+    run_dir = _copy_run(trained, tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    section = run["base_model"] if key == "context_length" else run
+    was = section[key]
+    section[key] = now = was + 100
+    (run_dir / "run.json").write_text(json.dumps(run))
+    with pytest.raises(UserError, match=re.escape(message.format(was=was, now=now))):
+        restore.load_run(run_dir)
+
+
 def test_changed_base_weights_are_refused(trained, tmp_path):
     import shutil
 
@@ -211,6 +230,17 @@ def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path, summ
     status, err = summarize("--run", run_dir, "--export", busy, "--force")
     assert status == 0, err[-2000:]
     assert (busy / "adapter_config.json").exists() and (busy / "notes.txt").exists()
+
+
+def test_export_through_a_link_to_the_base_model_is_refused(trained, tmp_path, summarize):
+    run_dir = _copy_run(trained, tmp_path)
+    base = trained / "resources" / "models" / "tiny-gpt2"
+    before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
+    link = tmp_path / "link"
+    link.symlink_to(base)
+    _one_line_error(summarize("--run", run_dir, "--export", link, "--force"),
+                    "refusing to write into")
+    assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before
 
 
 # --- summarize: inputs and options checked before the model loads -----------------------------
