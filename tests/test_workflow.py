@@ -208,3 +208,15 @@ def test_copied_results_of_other_data_are_refused_without_snakemake_records(smok
     done = snakemake(workdir, other_data, "-n")
     _one_line_error(done, f"{SMOKE_RESULTS}/ holds outputs of another data (")
     assert "give this config its own `experiment:` name" in done.stdout + done.stderr
+
+
+def test_a_folder_recorded_with_other_data_is_refused_and_the_same_data_accepted(tmp_path):
+    from peftsum import config, experiment
+
+    same = smoke_config(tmp_path)
+    experiment.record(config.load(same), tmp_path / SMOKE_RESULTS)
+    (tmp_path / "other").mkdir()
+    other_data = smoke_config(tmp_path / "other", data={"source": "jsonl", "path": str(tmp_path)})
+    _one_line_error(snakemake(tmp_path, other_data, "-n"), "holds outputs of another data")
+    done = snakemake(tmp_path, same, "-n")
+    assert done.returncode == 0, done.stderr[-3000:]
