@@ -514,3 +514,68 @@ def test_yaml_string_number_in_a_schema_section_says_how_to_write_it(tmp_path):
     path.write_text("training: {weight_decay: 1e-4}\n")
     with pytest.raises(UserError, match=r"training\.weight_decay.*write it with a dot"):
         config.load(path)
+
+
+# --- evaluation files: the table's means and the per-article scores beside them ---------------
+
+FIXTURE_EVAL = ROOT / "tests" / "fixtures" / "report" / "eval"
+
+
+def _evaluations(tmp_path) -> list[Path]:
+    """Copies of two fixture evaluations (a method and a baseline): their folders."""
+    import shutil
+
+    folders = []
+    for name in ("lora/seed0", "zero_shot"):
+        shutil.copytree(FIXTURE_EVAL / name, tmp_path / name)
+        folders.append(tmp_path / name)
+    return folders
+
+
+def _aggregate(folders: list[Path], out: Path):
+    from peftsum.analysis import aggregate
+
+    outputs = {k: out / f"{k}.out" for k in ("tsv", "json", "by_method", "by_method_json",
+                                            "significance", "significance_json")}
+    return aggregate.run([f / "metrics.json" for f in folders], [], outputs,
+                         [f / "predictions.jsonl" for f in folders], n_resamples=50)
+
+
+def _edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_untouched_evaluations_aggregate(tmp_path):
+    assert len(_aggregate(_evaluations(tmp_path), tmp_path)) == 2
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    # A hand-edited mean beside unchanged per-article scores.
+    (lambda f: _edit_json(f / "metrics.json", rougeL=json.loads(
+        (f / "metrics.json").read_text())["rougeL"] + 1.04), "rougeL = "),
+    (lambda f: _edit_json(f / "metrics.json", rougeL=55), "rougeL = 55, but its articles'"),
+    (lambda f: _edit_json(f / "metrics.json", rouge1=550), "rouge1 = 550 is not a ROUGE score"),
+    (lambda f: (f / "metrics.json").write_text((f / "metrics.json").read_text()[:40]),
+     "metrics.json is not valid JSON"),
+    (lambda f: (f / "predictions.jsonl").write_text(
+        (f / "predictions.jsonl").read_text()[:-30]), "predictions.jsonl:"),
+    (lambda f: _edit_json(f / "metrics.json", n_test=99), "but {metrics} says n_test = 99"),
+])
+def test_damaged_evaluation_files_are_refused_naming_the_file(tmp_path, damage, message):
+    folders = _evaluations(tmp_path)
+    damage(folders[0])
+    with pytest.raises(UserError) as caught:
+        _aggregate(folders, tmp_path)
+    text = str(caught.value)
+    assert message.format(metrics=folders[0] / "metrics.json") in text
+    assert str(folders[0]) in text and "\n" not in text
+
+
+def test_a_missing_prediction_line_names_the_file_and_the_article(tmp_path):
+    folders = _evaluations(tmp_path)
+    lines = (folders[1] / "predictions.jsonl").read_text().splitlines()
+    dropped = json.loads(lines[3])["id"]
+    (folders[1] / "predictions.jsonl").write_text("\n".join(lines[:3] + lines[4:]) + "\n")
+    with pytest.raises(UserError, match=re.escape(
+            f"{folders[1] / 'predictions.jsonl'} lacks test article {dropped!r}")):
+        _aggregate(folders, tmp_path)
