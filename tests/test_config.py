@@ -92,3 +92,21 @@ def test_the_yaml_hint_is_given_only_where_a_dot_helps(tmp_path):
     with pytest.raises(UserError) as caught:
         config.load(path)
     assert "write it with a dot" not in str(caught.value)
+
+
+def test_a_key_written_twice_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("methods:\n  lora: {kind: lora, lr: 0.001}\n  lora: {kind: lora, lr: 0.01}\n")
+    with pytest.raises(UserError, match=rf"{path}, line 3: key 'lora' appears twice"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(("train_sizes", "ok"), [([16, 32], True), ([40], False)])
+def test_train_sizes_must_fit_the_training_split(train_sizes, ok):
+    data = {"sizes": {"train": 32}, "train_sizes": train_sizes}
+    if ok:
+        assert config.validate({"data": data})
+    else:
+        with pytest.raises(UserError, match=r"data\.train_sizes 40 is larger than the training "
+                                            r"split \(data\.sizes\.train = 32\)"):
+            config.validate({"data": data})

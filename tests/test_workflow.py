@@ -137,6 +137,15 @@ def test_nested_config_overrides_are_typed(tmp_path):
     assert "write it with a dot" not in done.stdout + done.stderr
 
 
+def test_a_method_written_twice_in_the_config_file_is_refused(tmp_path):
+    config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    del config["methods"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config) + "methods:\n  lora: {kind: lora, lr: 0.001}\n"
+                    "  lora: {kind: lora, lr: 0.01}\n")
+    _one_line_error(snakemake(tmp_path, path, "-n"), "key 'lora' appears twice")
+
+
 def test_unreachable_hub_points_to_the_demo(tmp_path):
     config = smoke_config(tmp_path, model={"name": "m", "source": "hf", "id": "no-such/model"})
     done = snakemake(tmp_path, config, "resources/models/m")

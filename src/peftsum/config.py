@@ -138,7 +138,19 @@ def validate(raw: dict) -> dict:
         if errors:
             raise UserError(_describe(errors[0]))
     config["experiment"] = experiment_name(config)
+    check_train_sizes(config["data"])
     return config
+
+
+def check_train_sizes(data: dict) -> None:
+    """A learning curve's sizes must fit in the training split, where the config fixes its
+    size (data.sizes.train; null takes the whole source split, known only at split): else
+    every full-size training would run before the curve's first subset failed."""
+    whole = data["sizes"]["train"]
+    too_large = [n for n in data["train_sizes"] if whole is not None and n > whole]
+    if too_large:
+        raise UserError(f"config: data.train_sizes {too_large[0]} is larger than the training "
+                        f"split (data.sizes.train = {whole})")
 
 
 def experiment_name(config: dict) -> str:
@@ -174,14 +186,34 @@ def check_folder_names(config: dict) -> None:
         safe_folder_name(config["experiment"], "experiment")
 
 
-def load(path: str | Path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys in one mapping: a method written twice would
+    silently lose its first entry."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise UserError(f"{self.name}, line {key_node.start_mark.line + 1}: key {key!r} "
+                                "appears twice in one mapping (YAML would keep only the last)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path):
+    """A config file's content; UserError for a missing or invalid file or a repeated key."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        with open(path) as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except yaml.YAMLError as err:
         raise UserError(f"config file {path} is not valid YAML: {err}") from None
-    return validate(raw)
+
+
+def load(path: str | Path) -> dict:
+    return validate(read_yaml(path))
 
 
 def config_hash(config: dict) -> str:

@@ -17,6 +17,9 @@ from peftsum.errors import UserError
 # training.seeds) under results/<experiment>/sweep/, the select checkpoint picks one by
 # validation loss, and only that point trains with every seed and is evaluated on test.
 try:
+    # Snakemake's YAML reader keeps the last of two equal keys (a method written twice).
+    for _path in workflow.configfiles:
+        peftsum_config.read_yaml(_path)
     # Snakemake leaves every value of a nested --config override a string.
     update_config(
         config, peftsum_config.typed_overrides(workflow.config_settings.config)
