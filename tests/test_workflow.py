@@ -229,3 +229,14 @@ def test_a_folder_recorded_with_other_data_is_refused_and_the_same_data_accepted
     _one_line_error(snakemake(tmp_path, other_data, "-n"), "holds outputs of another data")
     done = snakemake(tmp_path, same, "-n")
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_report_templates_are_inputs_relative_to_the_project(tmp_path):
+    """Absolute input paths change when the project folder moves, and Snakemake then reruns
+    render_report; relative ones stay the same."""
+    done = snakemake(tmp_path, smoke_config(tmp_path), "-n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    block = (done.stdout + done.stderr).split("rule render_report:")[1].split("\n\n")[0]
+    inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+    templates = [p for p in inputs.split(", ") if "report/templates/" in p]
+    assert templates and not [p for p in templates if Path(p).is_absolute()], templates

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from glob import glob
 from pathlib import Path
@@ -77,7 +78,11 @@ BASELINES = config["evaluation"]["baselines"]
 MODEL = config["model"]["name"]
 DATASET = config["data"]["name"]
 # The report's templates and CSS are inputs: a changed one reruns render_report, nothing else.
-REPORT_TEMPLATES = sorted(glob(f"{workflow.basedir}/src/peftsum/report/templates/*"))
+# Relative to the working directory: a project moved as a whole keeps the same input paths,
+# and so reruns nothing.
+REPORT_TEMPLATES = sorted(
+    os.path.relpath(p) for p in glob(f"{workflow.basedir}/src/peftsum/report/templates/*")
+)
 TRACKING = config["tracking"]["tensorboard"] or config["tracking"]["mlflow"]
 
 
