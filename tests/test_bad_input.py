@@ -169,6 +169,16 @@ def test_edited_truncation_in_run_record_is_refused(trained, tmp_path, key, mess
         restore.load_run(run_dir)
 
 
+def test_a_run_folder_copied_elsewhere_decodes_with_the_defaults(tmp_path):
+    from peftsum.evaluation import restore
+
+    assert restore.evaluation_of(Path("/copied-run")) is None  # was IndexError: 2
+    assert restore.decoding(Path("/copied-run"), num_beams=2) == config.EvalConfig(num_beams=2)
+    layout = tmp_path / "results" / "x" / "train" / "lora" / "seed0"
+    assert restore.evaluation_of(layout) == (
+        tmp_path / "results" / "x" / "eval" / "lora" / "seed0" / "metrics.json")
+
+
 def test_changed_base_weights_are_refused(trained, tmp_path):
     import shutil
 

@@ -74,9 +74,12 @@ def load_run(run_dir: Path, model_dir: Path | None = None):
     return model, tokenizer, run
 
 
-def evaluation_of(run_dir: Path) -> Path:
-    """Where the workflow writes a run's evaluation: results/train/M/seedS -> results/eval/M/seedS."""
+def evaluation_of(run_dir: Path) -> Path | None:
+    """Where the workflow writes a run's evaluation: .../train/M/seedS -> .../eval/M/seedS;
+    None for a run folder outside that layout (copied elsewhere)."""
     run_dir = Path(run_dir).resolve()
+    if len(run_dir.parents) < 3 or run_dir.parents[1].name != "train":
+        return None
     return run_dir.parents[2] / "eval" / run_dir.parent.name / run_dir.name / "metrics.json"
 
 
@@ -84,9 +87,14 @@ def decoding(run_dir: Path, **overrides) -> EvalConfig:
     """The decoding the run was evaluated with (the defaults when it has no evaluation), with
     the given settings replaced."""
     metrics = evaluation_of(run_dir)
-    evaluated = json.loads(metrics.read_text()).get("decoding", {}) if metrics.is_file() else {}
+    evaluated = {}
+    if metrics is not None and metrics.is_file():
+        try:
+            evaluated = json.loads(metrics.read_text()).get("decoding", {})
+        except (json.JSONDecodeError, AttributeError):
+            raise UserError(f"{metrics} is corrupt: rerun the run's evaluation") from None
     if not evaluated:
-        log.info("no evaluation at %s: decoding with the default settings", metrics)
+        log.info("no evaluation of %s found: decoding with the default settings", run_dir)
     settings = {**evaluated, **{k: v for k, v in overrides.items() if v is not None}}
     return EvalConfig.from_dict(settings)
 
