@@ -589,3 +589,30 @@ def test_a_missing_prediction_line_names_the_file_and_the_article(tmp_path):
     with pytest.raises(UserError, match=re.escape(
             f"{folders[1] / 'predictions.jsonl'} lacks test article {dropped!r}")):
         _aggregate(folders, tmp_path)
+
+
+# --- tracking: folders and addresses from the config and from run.json ------------------------
+
+def test_a_forged_run_label_cannot_aim_the_tensorboard_removal_outside(tmp_path):
+    pytest.importorskip("tensorboard", reason="needs the tracking extra")
+    from peftsum.report import tracking
+
+    victim = tmp_path / "results" / "smoke" / "train"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    cfg = tracking.TrackingConfig(tensorboard=True)
+    board = tmp_path / "results" / "smoke" / "tracking" / "tensorboard"
+    for label in ("../../train/seed0", "../../train"):
+        with pytest.raises(UserError, match="leads outside"):
+            tracking.tracker(cfg, label, {}, board)
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+def test_an_mlflow_database_under_a_file_names_the_key(tmp_path):
+    pytest.importorskip("mlflow", reason="needs the tracking extra")
+    from peftsum.report import tracking
+
+    (tmp_path / "a_file").write_text("")
+    cfg = tracking.TrackingConfig(mlflow=True, mlflow_uri=f"sqlite:///{tmp_path}/a_file/m.db")
+    with pytest.raises(UserError, match=r"tracking\.mlflow_uri sqlite:///.*cannot make its folder"):
+        tracking.tracker(cfg, "lora/seed0", {}, tmp_path)
