@@ -19,22 +19,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Each config writes under results/<its experiment>/ (logs/ and benchmarks/ alike), so the three
+# leave each other's results alone; downloads are shared under resources/.
 demo: $(STAMP)
 	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
-	@echo "Report: results/report/report.html"
+	@echo "Report: results/demo/report/report.html"
 
-# Every family of method on the demo's model and data (config/methods.yaml), in its own folder so
-# that it leaves the demo's results alone.
+# Every family of method on the demo's model and data (config/methods.yaml).
 methods: $(STAMP)
-	$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile --configfile $(CURDIR)/config/methods.yaml \
-		--cores $(CORES) --directory methods-run
-	@echo "Report: methods-run/results/report/report.html"
+	$(BIN)/snakemake --configfile config/methods.yaml --cores $(CORES)
+	@echo "Report: results/methods/report/report.html"
 
 # The offline study: grids chosen on validation, three seeds, a learning curve (config/study.yaml;
 # its time and table: README, "The study").
 study: $(STAMP)
-	$(BIN)/snakemake --configfile config/study.yaml --cores $(CORES) --directory study-run
-	@echo "Report: study-run/results/report/report.html"
+	$(BIN)/snakemake --configfile config/study.yaml --cores $(CORES)
+	@echo "Report: results/study/report/report.html"
 
 # Two pytest-xdist workers, a file's tests on one of them (its module fixtures run once), each
 # worker one torch thread (tests/conftest.py): the tests' machines have 2 cores. TEST_WORKERS=0
@@ -60,4 +60,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 clean:
-	rm -rf results logs benchmarks .snakemake methods-run study-run
+	rm -rf results logs benchmarks .snakemake

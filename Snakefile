@@ -22,9 +22,17 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/tracking.smk"
 
 
+# What this experiment's outputs are of (results/<experiment>/experiment.json), checked at every
+# start; written when jobs are about to run, never by a dry run.
+onstart:
+    peftsum_experiment.record(config)
+
+
 rule all:
     input:
-        "results/report/report.html",
-        "results/metrics.tsv",
+        expand("results/{experiment}/report/report.html", experiment=EXPERIMENT),
+        expand("results/{experiment}/metrics.tsv", experiment=EXPERIMENT),
         # Tracking, where the config turns it on.
-        ["results/tracking/tracked.json"] if TRACKING else [],
+        expand("results/{experiment}/tracking/tracked.json", experiment=EXPERIMENT)
+        if TRACKING
+        else [],

@@ -33,6 +33,10 @@ def tiny_gpt2():
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# Where a workflow on tests/smoke.yaml (or a copy of it) writes its results and logs.
+SMOKE_EXPERIMENT = peftsum_config.load(ROOT / "tests" / "smoke.yaml")["experiment"]
+SMOKE_RESULTS = Path("results") / SMOKE_EXPERIMENT
+SMOKE_LOGS = Path("logs") / SMOKE_EXPERIMENT
 
 
 def pytest_configure(config):

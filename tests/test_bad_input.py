@@ -1,6 +1,7 @@
 """Bad input and faults: a one-line error naming the key, file or line; nothing destroyed."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,34 @@ def test_edited_run_record_is_refused_naming_the_key(trained, tmp_path, changes,
     assert key in str(caught.value) and "trainable.safetensors was trained with" in str(caught.value)
 
 
+@pytest.mark.parametrize(("key", "message"), [
+    ("reserved_positions", "reserved_positions = {was}, not {now}"),
+    ("context_length", "base_model.context_length = {now}, but"),
+])
+def test_edited_truncation_in_run_record_is_refused(trained, tmp_path, key, message):
+    """Both decide how summarize cuts an article: an edited one would return other summaries."""
+    from peftsum.evaluation import restore
+
+    run_dir = _copy_run(trained, tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    section = run["base_model"] if key == "context_length" else run
+    was = section[key]
+    section[key] = now = was + 100
+    (run_dir / "run.json").write_text(json.dumps(run))
+    with pytest.raises(UserError, match=re.escape(message.format(was=was, now=now))):
+        restore.load_run(run_dir)
+
+
+def test_a_run_folder_copied_elsewhere_decodes_with_the_defaults(tmp_path):
+    from peftsum.evaluation import restore
+
+    assert restore.evaluation_of(Path("/copied-run")) is None  # was IndexError: 2
+    assert restore.decoding(Path("/copied-run"), num_beams=2) == config.EvalConfig(num_beams=2)
+    layout = tmp_path / "results" / "x" / "train" / "lora" / "seed0"
+    assert restore.evaluation_of(layout) == (
+        tmp_path / "results" / "x" / "eval" / "lora" / "seed0" / "metrics.json")
+
+
 def test_changed_base_weights_are_refused(trained, tmp_path):
     import shutil
 
@@ -211,6 +240,17 @@ def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path, summ
     status, err = summarize("--run", run_dir, "--export", busy, "--force")
     assert status == 0, err[-2000:]
     assert (busy / "adapter_config.json").exists() and (busy / "notes.txt").exists()
+
+
+def test_export_through_a_link_to_the_base_model_is_refused(trained, tmp_path, summarize):
+    run_dir = _copy_run(trained, tmp_path)
+    base = trained / "resources" / "models" / "tiny-gpt2"
+    before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
+    link = tmp_path / "link"
+    link.symlink_to(base)
+    _one_line_error(summarize("--run", run_dir, "--export", link, "--force"),
+                    "refusing to write into")
+    assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before
 
 
 # --- summarize: inputs and options checked before the model loads -----------------------------
@@ -484,3 +524,95 @@ def test_yaml_string_number_in_a_schema_section_says_how_to_write_it(tmp_path):
     path.write_text("training: {weight_decay: 1e-4}\n")
     with pytest.raises(UserError, match=r"training\.weight_decay.*write it with a dot"):
         config.load(path)
+
+
+# --- evaluation files: the table's means and the per-article scores beside them ---------------
+
+FIXTURE_EVAL = ROOT / "tests" / "fixtures" / "report" / "eval"
+
+
+def _evaluations(tmp_path) -> list[Path]:
+    """Copies of two fixture evaluations (a method and a baseline): their folders."""
+    import shutil
+
+    folders = []
+    for name in ("lora/seed0", "zero_shot"):
+        shutil.copytree(FIXTURE_EVAL / name, tmp_path / name)
+        folders.append(tmp_path / name)
+    return folders
+
+
+def _aggregate(folders: list[Path], out: Path):
+    from peftsum.analysis import aggregate
+
+    outputs = {k: out / f"{k}.out" for k in ("tsv", "json", "by_method", "by_method_json",
+                                            "significance", "significance_json")}
+    return aggregate.run([f / "metrics.json" for f in folders], [], outputs,
+                         [f / "predictions.jsonl" for f in folders], n_resamples=50)
+
+
+def _edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_untouched_evaluations_aggregate(tmp_path):
+    assert len(_aggregate(_evaluations(tmp_path), tmp_path)) == 2
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    # A hand-edited mean beside unchanged per-article scores.
+    (lambda f: _edit_json(f / "metrics.json", rougeL=json.loads(
+        (f / "metrics.json").read_text())["rougeL"] + 1.04), "rougeL = "),
+    (lambda f: _edit_json(f / "metrics.json", rougeL=55), "rougeL = 55, but its articles'"),
+    (lambda f: _edit_json(f / "metrics.json", rouge1=550), "rouge1 = 550 is not a ROUGE score"),
+    (lambda f: (f / "metrics.json").write_text((f / "metrics.json").read_text()[:40]),
+     "metrics.json is not valid JSON"),
+    (lambda f: (f / "predictions.jsonl").write_text(
+        (f / "predictions.jsonl").read_text()[:-30]), "predictions.jsonl:"),
+    (lambda f: _edit_json(f / "metrics.json", n_test=99), "but {metrics} says n_test = 99"),
+])
+def test_damaged_evaluation_files_are_refused_naming_the_file(tmp_path, damage, message):
+    folders = _evaluations(tmp_path)
+    damage(folders[0])
+    with pytest.raises(UserError) as caught:
+        _aggregate(folders, tmp_path)
+    text = str(caught.value)
+    assert message.format(metrics=folders[0] / "metrics.json") in text
+    assert str(folders[0]) in text and "\n" not in text
+
+
+def test_a_missing_prediction_line_names_the_file_and_the_article(tmp_path):
+    folders = _evaluations(tmp_path)
+    lines = (folders[1] / "predictions.jsonl").read_text().splitlines()
+    dropped = json.loads(lines[3])["id"]
+    (folders[1] / "predictions.jsonl").write_text("\n".join(lines[:3] + lines[4:]) + "\n")
+    with pytest.raises(UserError, match=re.escape(
+            f"{folders[1] / 'predictions.jsonl'} lacks test article {dropped!r}")):
+        _aggregate(folders, tmp_path)
+
+
+# --- tracking: folders and addresses from the config and from run.json ------------------------
+
+def test_a_forged_run_label_cannot_aim_the_tensorboard_removal_outside(tmp_path):
+    pytest.importorskip("tensorboard", reason="needs the tracking extra")
+    from peftsum.report import tracking
+
+    victim = tmp_path / "results" / "smoke" / "train"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    cfg = tracking.TrackingConfig(tensorboard=True)
+    board = tmp_path / "results" / "smoke" / "tracking" / "tensorboard"
+    for label in ("../../train/seed0", "../../train"):
+        with pytest.raises(UserError, match="leads outside"):
+            tracking.tracker(cfg, label, {}, board)
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+def test_an_mlflow_database_under_a_file_names_the_key(tmp_path):
+    pytest.importorskip("mlflow", reason="needs the tracking extra")
+    from peftsum.report import tracking
+
+    (tmp_path / "a_file").write_text("")
+    cfg = tracking.TrackingConfig(mlflow=True, mlflow_uri=f"sqlite:///{tmp_path}/a_file/m.db")
+    with pytest.raises(UserError, match=r"tracking\.mlflow_uri sqlite:///.*cannot make its folder"):
+        tracking.tracker(cfg, "lora/seed0", {}, tmp_path)

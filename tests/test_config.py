@@ -4,6 +4,7 @@ import pytest
 
 from peftsum import config, methods
 from peftsum.errors import UserError
+from peftsum.training import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +48,65 @@ def test_new_method_is_a_config_entry():
     cfg = config.validate({"methods": {"lora_r16": {"kind": "lora", "r": 16, "lr": 1e-4}}})
     (method,) = methods.all_from_config(cfg)
     assert (method.name, method.kind, method.params.r, method.params.lr) == ("lora_r16", "lora", 16, 1e-4)
+
+
+# --- --config overrides: Snakemake leaves every nested value a string -------------------------
+
+@pytest.mark.parametrize(("override", "typed"), [
+    ({"training": {"epochs": "1"}}, {"training": {"epochs": 1}}),  # integer
+    ({"training": {"weight_decay": "0.01"}}, {"training": {"weight_decay": 0.01}}),  # number
+    ({"training": {"weight_decay": "1e-4"}}, {"training": {"weight_decay": 1e-4}}),  # YAML 1.1
+    ({"training": {"cpu_bf16": "true"}}, {"training": {"cpu_bf16": True}}),  # boolean
+    ({"training": {"max_steps": "null"}}, {"training": {"max_steps": None}}),  # null
+    ({"training": {"max_steps": "7"}}, {"training": {"max_steps": 7}}),  # integer or null
+    ({"training": {"attention": "eager"}}, {"training": {"attention": "eager"}}),  # enum
+    ({"training": {"seeds": ["0", "1"]}}, {"training": {"seeds": [0, 1]}}),  # list items
+    ({"data": {"sizes": {"train": "20"}}}, {"data": {"sizes": {"train": 20}}}),  # deeper
+    ({"model": {"revision": "1234"}}, {"model": {"revision": "1234"}}),  # a string stays one
+    ({"data": {"config_name": "3.0.0"}}, {"data": {"config_name": "3.0.0"}}),
+    ({"experiment": 2024}, {"experiment": "2024"}),  # Snakemake's own int, where text is wanted
+    ({"methods": {"m": {"kind": "lora", "r": "16", "lr": "2e-3", "use_dora": "true"},
+                  "p": {"kind": "prompt_tuning", "n_tokens": "4", "init_text": "a cat"}}},
+     {"methods": {"m": {"kind": "lora", "r": 16, "lr": 2e-3, "use_dora": True},
+                  "p": {"kind": "prompt_tuning", "n_tokens": 4, "init_text": "a cat"}}}),
+    ({"methods": {"m": {"kind": "lora", "sweep": {"lr": ["1e-3", "3e-3"]}}}},
+     {"methods": {"m": {"kind": "lora", "sweep": {"lr": [1e-3, 3e-3]}}}}),
+])
+def test_nested_overrides_are_typed_as_in_a_config_file(override, typed):
+    assert config.typed_overrides(override) == typed
+    for name, spec in config.validate(typed)["methods"].items():  # as the workflow reads them
+        base, lists = sweep.split_spec(name, spec)
+        for point in sweep.points(lists).values() if lists else [{}]:
+            assert methods.from_config(name, {**base, **point})
+
+
+def test_an_override_of_the_wrong_type_names_the_key_and_no_false_hint():
+    typed = config.typed_overrides({"training": {"epochs": "many"}})
+    with pytest.raises(UserError, match=r"'training\.epochs': 'many' is not of type 'integer'$"):
+        config.validate(typed)
+
+
+def test_the_yaml_hint_is_given_only_where_a_dot_helps(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {epochs: 1e3}\n")  # an integer key: a dot would not help
+    with pytest.raises(UserError) as caught:
+        config.load(path)
+    assert "write it with a dot" not in str(caught.value)
+
+
+def test_a_key_written_twice_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("methods:\n  lora: {kind: lora, lr: 0.001}\n  lora: {kind: lora, lr: 0.01}\n")
+    with pytest.raises(UserError, match=rf"{path}, line 3: key 'lora' appears twice"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(("train_sizes", "ok"), [([16, 32], True), ([40], False)])
+def test_train_sizes_must_fit_the_training_split(train_sizes, ok):
+    data = {"sizes": {"train": 32}, "train_sizes": train_sizes}
+    if ok:
+        assert config.validate({"data": data})
+    else:
+        with pytest.raises(UserError, match=r"data\.train_sizes 40 is larger than the training "
+                                            r"split \(data\.sizes\.train = 32\)"):
+            config.validate({"data": data})

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import ROOT, snakemake
+from conftest import ROOT, SMOKE_LOGS, SMOKE_RESULTS, snakemake
 from test_training import train_command as train_with
 from test_training import val_losses, weights
 
@@ -115,7 +115,7 @@ def test_a_resumed_ddp_run_with_dropout_is_the_uninterrupted_one(odd_steps, unin
 
 def test_a_two_gpu_training_job_runs_torchrun_and_logs_every_rank_to_its_log(tmp_path):
     """The workflow's own path to DDP: gpu: 2 leases two (here fake) GPUs, the job starts two
-    ranks through torchrun (gloo on this CPU), and their output lands in logs/train/."""
+    ranks through torchrun (gloo on this CPU), and their output lands in its log."""
     config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
     config["training"].update(epochs=1, grad_accum=2)  # each step's 2 micro-batches, 1 a rank
     config["methods"] = {"lora": config["methods"]["lora"]}
@@ -124,11 +124,11 @@ def test_a_two_gpu_training_job_runs_torchrun_and_logs_every_rank_to_its_log(tmp
     done = snakemake(tmp_path, tmp_path / "config.yaml", "--until", "train", "--resources",
                      "gpu=2", "--set-resources", "train:gpu=2", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = sorted((tmp_path / "results" / "train").glob("*/**/run.json"))
+    runs = sorted((tmp_path / SMOKE_RESULTS / "train").glob("*/**/run.json"))
     assert runs
     for run_file in runs:
         assert json.loads(run_file.read_text())["hparams"]["world_size"] == 2
-    logs = sorted((tmp_path / "logs" / "train").glob("*.log"))
+    logs = sorted((tmp_path / SMOKE_LOGS / "train").glob("*.log"))
     assert len(logs) == len(runs)
     for log_file in logs:
         text = log_file.read_text()

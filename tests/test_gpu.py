@@ -324,16 +324,18 @@ def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
 def test_gpu_check_table_reads_the_training_figures(tmp_path):
     from peftsum.tools import gpucheck
 
-    run_dir = tmp_path / "results" / "train" / "lora" / "seed0"
+    results = Path("results") / gpucheck.SMOKE_EXPERIMENT
+    run_dir = tmp_path / results / "train" / "lora" / "seed0"
     run_dir.mkdir(parents=True)
     figures = {"device": "NVIDIA H100 80GB HBM3", "precision": "bfloat16", "gpu_count": 1,
                "tokens_per_s": 51234.5, "mfu": 0.21, "peak_gpu_mb": 1900.0, "gpu_energy_j": 812.0,
                "gpu_util_pct": 88.0}
     (run_dir / "run.json").write_text(json.dumps({"name": "lora", "seed": 0,
                                                   "resources": figures}))
-    (tmp_path / "logs" / "train").mkdir(parents=True)
-    (tmp_path / "logs" / "train" / "lora_seed0.log").write_text("... leased GPU 1 (...)\n")
+    logs = tmp_path / "logs" / gpucheck.SMOKE_EXPERIMENT / "train"
+    logs.mkdir(parents=True)
+    (logs / "lora_seed0.log").write_text("... leased GPU 1 (...)\n")
     rows = gpucheck.training_figures(tmp_path)
-    assert rows == [{"run": "results/train/lora/seed0", "leased_gpu": "1", **figures}]
-    assert "| results/train/lora/seed0 | 1 | NVIDIA H100 80GB HBM3 | bfloat16 | 1 | 5.12e+04 |" \
+    assert rows == [{"run": f"{results}/train/lora/seed0", "leased_gpu": "1", **figures}]
+    assert f"| {results}/train/lora/seed0 | 1 | NVIDIA H100 80GB HBM3 | bfloat16 | 1 | 5.12e+04 |" \
         in gpucheck.table(rows)

@@ -32,6 +32,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from peftsum import config
 from peftsum.data.models import package_file
 
 MODEL_ID, DATA_ID = "openai-community/gpt2", "abisee/cnn_dailymail"
@@ -266,6 +267,8 @@ OVERLAY = {
                  "eval_samples": 2},
     "evaluation": {"batch_size": 4, "max_new_tokens": 8},
 }
+# config/config.yaml's outputs (its experiment's folder).
+RESULTS = Path("results") / config.load(ROOT / "config" / "config.yaml")["experiment"]
 
 
 def user_command(workdir: Path, env: dict, overlay: dict, *targets: str):
@@ -305,15 +308,15 @@ def test_the_users_command_runs_through_the_hub_loaders(rehearsal):
     info = json.loads((workdir / "resources" / "models" / "gpt2" / "model_info.json").read_text())
     assert info["id"] == MODEL_ID and info["context_length"] == 1024
     assert info["commit"] == COMMIT[MODEL_ID]  # the revision the run actually used
-    stats = json.loads((workdir / "results" / "data" / "tokenized" / "stats.json").read_text())
+    stats = json.loads((workdir / RESULTS / "data" / "tokenized" / "stats.json").read_text())
     assert stats  # tokenized with the real template and GPT-2's tokenizer
-    names = {json.loads(p.read_text())["name"] for p in workdir.glob("results/eval/**/metrics.json")}
+    names = {json.loads(p.read_text())["name"] for p in (workdir / RESULTS).glob("eval/**/metrics.json")}
     assert {"prompt_tuning", "lora", "last_layers", "zero_shot", "lead3"} <= names
 
 
 def test_the_report_names_the_model_at_its_revision_and_the_data(rehearsal):
     workdir, _ = rehearsal
-    report = (workdir / "results" / "report" / "report.md").read_text()
+    report = (workdir / RESULTS / "report" / "report.md").read_text()
     assert MODEL_ID in report and COMMIT[MODEL_ID] in report
     assert DATA_ID in report and "3.0.0" in report
 

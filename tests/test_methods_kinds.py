@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import gpt2, two_examples
+from conftest import SMOKE_RESULTS, gpt2, two_examples
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LogitsProcessorList
@@ -299,9 +299,9 @@ NEW_IN_SMOKE = ["bitfit", "ia3", "prefix_tuning", "p_tuning", "adalora", "vera"]
 def test_smoke_runs_restore_to_the_evaluation_predictions_and_export(smoke_workflow, tmp_path,
                                                                       method, monkeypatch):
     monkeypatch.chdir(smoke_workflow)  # the run records its base model relative to the workdir
-    run_dir = smoke_workflow / "results" / "train" / method / "seed0"
-    articles = read_jsonl("results/data/split/test.jsonl")
-    expected = read_jsonl(f"results/eval/{method}/seed0/predictions.jsonl")
+    run_dir = smoke_workflow / SMOKE_RESULTS / "train" / method / "seed0"
+    articles = read_jsonl(SMOKE_RESULTS / "data/split/test.jsonl")
+    expected = read_jsonl(SMOKE_RESULTS / f"eval/{method}/seed0/predictions.jsonl")
     model, tokenizer, run = restore.load_run(run_dir)
     got = restore.summarize(model, tokenizer, run, [a["article"] for a in articles],
                             restore.decoding(run_dir))

@@ -19,6 +19,7 @@ import pytest
 from matplotlib.colors import to_rgba
 
 from peftsum.analysis import aggregate, stats
+from peftsum.errors import UserError
 from peftsum.report import figures as report_figures
 from peftsum.report import render as report
 
@@ -309,10 +310,10 @@ def test_predictions_must_match_evaluations(tmp_path):
 
 def test_systems_on_different_examples_are_not_compared(tmp_path):
     short = tmp_path / "predictions.jsonl"
-    short.write_text("".join(line + "\n" for line in (
-        (eval_dir("zero_shot") / "predictions.jsonl").read_text().splitlines()[:-1]
-    )))  # fmt: skip
-    with pytest.raises(ValueError, match="different test examples"):
+    lines = (eval_dir("zero_shot") / "predictions.jsonl").read_text().splitlines()
+    short.write_text("".join(line + "\n" for line in lines[:-1]))
+    dropped = json.loads(lines[-1])["id"]
+    with pytest.raises(UserError, match=rf"{short} lacks test article '{dropped}' \(in "):
         aggregate.run(
             [eval_dir("lora") / "metrics.json", eval_dir("zero_shot") / "metrics.json"],
             [run_json("lora")],

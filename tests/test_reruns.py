@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import snakemake
+from conftest import SMOKE_RESULTS, snakemake
 
 from peftsum import stages
 
@@ -117,19 +117,20 @@ def test_report_hardware_is_the_training_machine_from_run_json(smoke_workflow, t
     shutil.copytree(smoke_workflow / "results", workdir / "results")
     shutil.copytree(smoke_workflow / "resources", workdir / "resources", symlinks=True)
     monkeypatch.chdir(workdir)  # the rule's paths are relative to the workdir
-    runs = sorted(Path("results/train").glob("*/seed0/run.json"))
+    results = SMOKE_RESULTS
+    runs = sorted((results / "train").glob("*/seed0/run.json"))
     for path in runs:
         run = json.loads(path.read_text())
         run["provenance"]["hardware"] = {"machine": "x86_64", "cpu_model": "Imaginary CPU 9000",
                                          "cpu_count": 96, "gpus": ["Imaginary GPU"]}
         run["provenance"]["versions"]["torch"] = "0.0.imaginary"
         path.write_text(json.dumps(run))
-    predictions = sorted(Path("results/eval").glob("**/predictions.jsonl"))
-    out = Path("results/report")
-    stages.report("results/metrics.json", "results/significance.json",
-                  "results/metrics_by_method.json", runs, predictions,
-                  f"resources/models/{SMOKE['model']['name']}", "results/data/split/stats.json",
-                  "results/data/tokenized/stats.json", "results/data/split/test.jsonl",
+    predictions = sorted((results / "eval").glob("**/predictions.jsonl"))
+    out = results / "report"
+    stages.report(results / "metrics.json", results / "significance.json",
+                  results / "metrics_by_method.json", runs, predictions,
+                  f"resources/models/{SMOKE['model']['name']}", results / "data/split/stats.json",
+                  results / "data/tokenized/stats.json", results / "data/split/test.jsonl",
                   ROOT / "src/peftsum/report/templates", {"name": "aclsum", "source": "aclsum"},
                   out / "again.md", out / "again.html", out / "again_explorer.html")
     md = (out / "again.md").read_text()

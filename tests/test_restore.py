@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SMOKE_RESULTS
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
@@ -16,15 +17,15 @@ from peftsum.files import read_jsonl
 
 
 def run_dir(workdir, method):
-    return workdir / "results" / "train" / method / "seed0"
+    return workdir / SMOKE_RESULTS / "train" / method / "seed0"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["prompt_tuning", "lora", "last_layers"])
 def test_restored_run_reproduces_the_evaluation_predictions(smoke_workflow, method, monkeypatch):
     monkeypatch.chdir(smoke_workflow)  # the run records its base model relative to the workdir
-    articles = read_jsonl("results/data/split/test.jsonl")
-    expected = read_jsonl(f"results/eval/{method}/seed0/predictions.jsonl")
+    articles = read_jsonl(SMOKE_RESULTS / "data/split/test.jsonl")
+    expected = read_jsonl(SMOKE_RESULTS / f"eval/{method}/seed0/predictions.jsonl")
     model, tokenizer, run = restore.load_run(run_dir(smoke_workflow, method))
     got = restore.summarize(model, tokenizer, run, [a["article"] for a in articles],
                             restore.decoding(run_dir(smoke_workflow, method)))
@@ -33,15 +34,15 @@ def test_restored_run_reproduces_the_evaluation_predictions(smoke_workflow, meth
 
 @pytest.mark.slow
 def test_summarize_command_reads_jsonl_and_writes_jsonl(smoke_workflow, tmp_path):
-    articles = smoke_workflow / "results" / "data" / "split" / "test.jsonl"
+    articles = smoke_workflow / SMOKE_RESULTS / "data" / "split" / "test.jsonl"
     out = tmp_path / "summaries.jsonl"
     done = subprocess.run([sys.executable, "-m", "peftsum", "summarize", "--run",
-                           "results/train/lora/seed0", "--input", str(articles), "--output",
+                           str(SMOKE_RESULTS / "train/lora/seed0"), "--input", str(articles), "--output",
                            str(out)], cwd=smoke_workflow, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    expected = read_jsonl(smoke_workflow / "results/eval/lora/seed0/predictions.jsonl")
+    expected = read_jsonl(smoke_workflow / SMOKE_RESULTS / "eval/lora/seed0/predictions.jsonl")
     assert [r["id"] for r in rows] == [e["id"] for e in expected]
     assert [r["summary"] for r in rows] == [e["prediction"] for e in expected]
 

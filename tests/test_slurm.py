@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SMOKE_LOGS, SMOKE_RESULTS
 
 from peftsum.training import sweep
 
@@ -60,7 +61,7 @@ def train_jobs(workdir: Path, logs: list[str]) -> list[dict]:
     """SLURM job id, GPUs and start/end time of each training job, from its log."""
     jobs = []
     for name in logs:
-        lines = (workdir / "logs" / "train" / name).read_text().splitlines()
+        lines = (workdir / SMOKE_LOGS / "train" / name).read_text().splitlines()
         found = re.search(r"SLURM job (\d+): using its GPUs \['(\d+)'\], no lease", "\n".join(lines))
         assert found, f"{name}: no SLURM GPU line:\n" + "\n".join(lines[:5])
         stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in lines
@@ -115,9 +116,9 @@ def test_smoke_study_grid_runs_as_separate_slurm_jobs_on_different_gpus(cluster,
         print(f"overlapping: {a['log']} job {a['job']} CUDA_VISIBLE_DEVICES={a['gpu']}, "
               f"{b['log']} job {b['job']} CUDA_VISIBLE_DEVICES={b['gpu']}")
     assert not list((tmp_path / "locks").glob("*.lock"))  # the lease stayed out of the way
-    selection = json.loads((tmp_path / "results" / "select" / "lora.json").read_text())
+    selection = json.loads((tmp_path / SMOKE_RESULTS / "select" / "lora.json").read_text())
     assert [p["point"] for p in selection["points"]] == points
-    assert (tmp_path / "results" / "report" / "report.html").stat().st_size > 0
+    assert (tmp_path / SMOKE_RESULTS / "report" / "report.html").stat().st_size > 0
 
 
 def test_failing_job_is_reported_with_its_log(cluster, tmp_path):

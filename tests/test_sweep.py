@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import snakemake
+from conftest import SMOKE_RESULTS, snakemake
 from test_reruns import job_counts
 
 from peftsum.errors import UserError
@@ -29,6 +29,12 @@ def test_points_are_every_combination_with_readable_names():
     ({"lr": 0.001}, "sweep.lr must be a non-empty list"),
     ({"lr": []}, "sweep.lr must be a non-empty list"),
     ({"kind": ["lora"]}, "cannot sweep 'kind'"),
+    # A grid point's name is a folder: a '/' would aim it at another run's folder.
+    ({"config": ["../../../../train/lora"]},
+     r"sweep\.config's grid point '\.\./\.\./\.\./\.\./train/lora' must be one folder name"),
+    ({"config": ["a/b"]}, "must be one folder name"),
+    ({"lr": ["1e-3", 0.001]}, "sweep.lr lists one value twice: '1e-3' and 0.001"),
+    ({"r": [8, 16, 8]}, "sweep.r lists one value twice: 8 and 8"),
 ])
 def test_bad_sweeps_are_one_line_errors(bad, message):
     with pytest.raises(UserError, match=message):
@@ -106,7 +112,7 @@ def test_a_grid_plans_one_training_per_point_and_seed(tmp_path):
 
 @pytest.mark.slow
 def test_selection_reads_only_the_sweep_runs_and_the_chosen_point_is_reused(sweep_workflow):
-    results = sweep_workflow / "results"
+    results = sweep_workflow / SMOKE_RESULTS
     selection = json.loads((results / "select" / "lora.json").read_text())
     losses = {p["point"]: p["val_loss"] for p in selection["points"]}
     assert selection["chosen"] == min(losses, key=losses.get)
@@ -135,7 +141,7 @@ def executed(done) -> Counter:
 @pytest.mark.slow
 def test_the_smoke_study_reports_its_learning_curve(sweep_workflow):
     # Before the new grid point's test, which changes the finished study.
-    results = sweep_workflow / "results"
+    results = sweep_workflow / SMOKE_RESULTS
     curve = json.loads((results / "curve.json").read_text())
     assert curve["sizes"] == [16, 32] and curve["selected_at"] == 32
     assert {(p["method"], p["train_examples"], p["n_seeds"]) for p in curve["points"]} == {
@@ -167,7 +173,7 @@ def test_a_new_grid_point_that_does_not_win_retrains_none_of_the_chosen_point(sw
     # runs as pending; the real run re-evaluates them after select and retrains none. (Their
     # evaluations still rerun: Snakemake planned them before the checkpoint, as downstream of
     # the pending trainings, and does not unplan them.)
-    weights = sweep_workflow / "results" / "train" / "lora" / "seed1" / "trainable.safetensors"
+    weights = sweep_workflow / SMOKE_RESULTS / "train" / "lora" / "seed1" / "trainable.safetensors"
     before = weights.stat().st_mtime_ns
     done = snakemake(sweep_workflow, sweep_config(tmp_path, [0.001, 0.003, 1.0e-6]))
     jobs = executed(done)

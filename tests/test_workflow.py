@@ -2,12 +2,13 @@
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import snakemake
+from conftest import SMOKE_LOGS, SMOKE_RESULTS, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def shown_number(cell: str) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_smoke_workflow_end_to_end(smoke_workflow):
-    results = smoke_workflow / "results"
+    results = smoke_workflow / SMOKE_RESULTS
     rows = read_json(results / "metrics.json")
     assert [r["name"] for r in rows] == [*TRAINED, "zero_shot", "lead3"]
     assert rows[0]["trainable_params"] == 8 * 64  # n_tokens x d_model of the smoke config
@@ -72,14 +73,14 @@ def test_smoke_workflow_end_to_end(smoke_workflow):
         assert len(predictions) == 8
         assert [p["prediction"] for p in predictions] != [p["prediction"] for p in zero_shot]
         assert row["test_loss"] < untrained["test_loss"], row["name"]  # below the untrained model
-        assert (smoke_workflow / "logs" / "train" / f"{row['name']}_seed0.log").stat().st_size
+        assert (smoke_workflow / SMOKE_LOGS / "train" / f"{row['name']}_seed0.log").stat().st_size
     html = (results / "report" / "report.html").read_text()
     assert "last_layers" in html and "data:image/png;base64," in html
 
 
 @pytest.mark.slow
 def test_smoke_table_rows_are_the_files_they_came_from(smoke_workflow):
-    results = smoke_workflow / "results"
+    results = smoke_workflow / SMOKE_RESULTS
     for row in read_json(results / "metrics.json"):
         folder = eval_dir(results, row)
         metrics = read_json(folder / "metrics.json")
@@ -98,7 +99,7 @@ def test_smoke_table_rows_are_the_files_they_came_from(smoke_workflow):
 
 @pytest.mark.slow
 def test_smoke_report_shows_the_numbers_of_metrics_json(smoke_workflow):
-    results = smoke_workflow / "results"
+    results = smoke_workflow / SMOKE_RESULTS
     rows = {r["name"]: r for r in read_json(results / "metrics.json")}
     quality = markdown_table((results / "report" / "report.md").read_text(), "Quality")
     assert [line["Method"] for line in quality] == list(rows)
@@ -126,6 +127,25 @@ def test_config_wrong_type_names_the_key(tmp_path):
     _one_line_error(done, "evaluation.max_new_tokens")
 
 
+def test_nested_config_overrides_are_typed(tmp_path):
+    done = snakemake(tmp_path, smoke_config(tmp_path), "-n", "--config",
+                     "training={epochs: 1, cpu_bf16: true, max_steps: null, weight_decay: 1e-4}",
+                     "methods={lora: {kind: lora, r: 4, lr: 2e-3}}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = snakemake(tmp_path, smoke_config(tmp_path), "-n", "--config", "training={epochs: many}")
+    _one_line_error(done, "config: 'training.epochs': 'many' is not of type 'integer'")
+    assert "write it with a dot" not in done.stdout + done.stderr
+
+
+def test_a_method_written_twice_in_the_config_file_is_refused(tmp_path):
+    config = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    del config["methods"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config) + "methods:\n  lora: {kind: lora, lr: 0.001}\n"
+                    "  lora: {kind: lora, lr: 0.01}\n")
+    _one_line_error(snakemake(tmp_path, path, "-n"), "key 'lora' appears twice")
+
+
 def test_unreachable_hub_points_to_the_demo(tmp_path):
     config = smoke_config(tmp_path, model={"name": "m", "source": "hf", "id": "no-such/model"})
     done = snakemake(tmp_path, config, "resources/models/m")
@@ -135,17 +155,18 @@ def test_unreachable_hub_points_to_the_demo(tmp_path):
 
 def test_split_larger_than_source_leaves_nothing_half_written(tmp_path):
     config = smoke_config(tmp_path, data={"sizes": {"train": 100000, "validation": 8, "test": 8}})
-    done = snakemake(tmp_path, config, "results/data/split/stats.json")
+    done = snakemake(tmp_path, config, str(SMOKE_RESULTS / "data/split/stats.json"))
     _one_line_error(done, "data.sizes.train = 100000 is larger than")
-    assert not list((tmp_path / "results").glob("data/split/*.jsonl"))
+    assert not list((tmp_path / SMOKE_RESULTS).glob("data/split/*.jsonl"))
 
 
 def test_chat_baseline_on_a_model_without_chat_template_fails_in_one_line(tmp_path):
     config = smoke_config(tmp_path, evaluation={"baselines": ["zero_shot_chat", "lead3"]})
     planned = snakemake(tmp_path, config, "-n")
     assert planned.returncode == 0, planned.stderr[-3000:]
-    assert "tokenize_chat" in planned.stdout and "results/eval/zero_shot_chat" in planned.stdout
-    done = snakemake(tmp_path, config, "results/data/tokenized_chat/test.jsonl")
+    assert "tokenize_chat" in planned.stdout
+    assert f"{SMOKE_RESULTS}/eval/zero_shot_chat" in planned.stdout
+    done = snakemake(tmp_path, config, str(SMOKE_RESULTS / "data/tokenized_chat/test.jsonl"))
     _one_line_error(done, "has none")
 
 
@@ -159,3 +180,63 @@ def test_config_threads_sets_each_training_and_evaluation_job(tmp_path):
     threads = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    threads: (\d+)$",
                               done.stdout + done.stderr, re.MULTILINE))
     assert threads == {"train": "3", "evaluate": "3", "evaluate_zero_shot": "3"}
+
+
+# --- one experiment, one folder ------------------------------------------------------------------
+
+def planned_outputs(done: subprocess.CompletedProcess) -> list[str]:
+    """Every output path a dry run lists."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout + done.stderr
+    return [p for line in re.findall(r"^    output: (.*)$", text, re.MULTILINE)
+            for p in line.split(", ")]
+
+
+@pytest.mark.slow
+def test_two_configs_in_one_checkout_never_plan_each_others_jobs(smoke_workflow, tmp_path):
+    other = yaml.safe_load((ROOT / "tests" / "smoke.yaml").read_text())
+    other["experiment"] = "other"
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(other))
+    outputs = planned_outputs(snakemake(smoke_workflow, path, "-n", "--nolock"))
+    assert outputs and all(p.startswith("results/other/") for p in outputs), outputs
+    # The finished smoke experiment beside it is still complete.
+    again = snakemake(smoke_workflow, ROOT / "tests" / "smoke.yaml", "-n", "--nolock")
+    assert planned_outputs(again) == []
+
+
+@pytest.mark.slow
+def test_copied_results_of_other_data_are_refused_without_snakemake_records(smoke_workflow,
+                                                                            tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(smoke_workflow / "results", workdir / "results")  # no .snakemake/
+    shutil.copytree(smoke_workflow / "resources", workdir / "resources", symlinks=True)
+    recorded = read_json(workdir / SMOKE_RESULTS / "experiment.json")
+    assert recorded["identity"]["data"] == {"name": "aclsum", "source": "aclsum"}
+    other_data = smoke_config(tmp_path, data={"source": "jsonl", "path": str(tmp_path)})
+    done = snakemake(workdir, other_data, "-n")
+    _one_line_error(done, f"{SMOKE_RESULTS}/ holds outputs of another data (")
+    assert "give this config its own `experiment:` name" in done.stdout + done.stderr
+
+
+def test_a_folder_recorded_with_other_data_is_refused_and_the_same_data_accepted(tmp_path):
+    from peftsum import config, experiment
+
+    same = smoke_config(tmp_path)
+    experiment.record(config.load(same), tmp_path / SMOKE_RESULTS)
+    (tmp_path / "other").mkdir()
+    other_data = smoke_config(tmp_path / "other", data={"source": "jsonl", "path": str(tmp_path)})
+    _one_line_error(snakemake(tmp_path, other_data, "-n"), "holds outputs of another data")
+    done = snakemake(tmp_path, same, "-n")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_report_templates_are_inputs_relative_to_the_project(tmp_path):
+    """Absolute input paths change when the project folder moves, and Snakemake then reruns
+    render_report; relative ones stay the same."""
+    done = snakemake(tmp_path, smoke_config(tmp_path), "-n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    block = (done.stdout + done.stderr).split("rule render_report:")[1].split("\n\n")[0]
+    inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+    templates = [p for p in inputs.split(", ") if "report/templates/" in p]
+    assert templates and not [p for p in templates if Path(p).is_absolute()], templates

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -46,14 +47,85 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _yaml_number_hint(error: jsonschema.ValidationError) -> str:
-    """YAML 1.1 reads 1e-4 (no dot) as a string: say so where a number was wanted."""
-    if error.validator != "type" or not isinstance(error.instance, str):
-        return ""
-    try:
-        float(error.instance)
-    except ValueError:
+    """YAML 1.1 reads 1e-4 (no dot) as a string: say so where a number was wanted (a --config
+    override never gets here: typed_overrides reads it as a number)."""
+    if (error.validator != "type" or "number" not in _schema_types(error.schema)
+            or not isinstance(error.instance, str)
+            or not isinstance(_yaml_scalar(error.instance), float)):
         return ""
     return f" (YAML reads {error.instance} as text: write it with a dot, e.g. 1.0e-4)"
+
+
+def typed_overrides(overrides: dict) -> dict:
+    """Snakemake's `--config` values typed as a config file's would be.
+
+    Snakemake reads a nested override (`--config training='{epochs: 1}'`) with YAML's
+    BaseLoader, which leaves every value in it a string. Each string is read as a YAML scalar
+    where the schema allows the scalar's type (a number, a boolean, null), and so are a method's
+    hyperparameters (the schema leaves them to the method's kind, which checks them); a number
+    where the schema expects only a string (`--config experiment=2024`) is read as text.
+    """
+    return _typed(overrides, load_schema(), ())
+
+
+def _typed(value, schema: dict | None, path: tuple):
+    if isinstance(value, dict):
+        return {k: _typed(v, _property_schema(schema, k), (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items") if isinstance(schema, dict) else None
+        return [_typed(v, items, (*path, i)) for i, v in enumerate(value)]
+    types = _schema_types(schema)
+    if isinstance(value, str) and (types or path[:1] == ("methods",)):
+        typed = _yaml_scalar(value)
+        return typed if not types or _json_types(typed) & types else value
+    if types == {"string"} and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _json_types(value) -> set:
+    """The schema types value satisfies."""
+    if value is None:
+        return {"null"}
+    if isinstance(value, bool):
+        return {"boolean"}
+    if isinstance(value, int):
+        return {"integer", "number"}
+    return {"number"} if isinstance(value, float) else {"string"}
+
+
+def _property_schema(schema: dict | None, key) -> dict | None:
+    if not isinstance(schema, dict):
+        return None
+    if key in schema.get("properties", {}):
+        return schema["properties"][key]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _schema_types(schema: dict | None) -> set:
+    """The JSON types a schema allows (an enum's from its values); empty when it does not say."""
+    if not isinstance(schema, dict):
+        return set()
+    if "enum" in schema:
+        return set().union(*(_json_types(v) for v in schema["enum"]))
+    kinds = schema.get("type", [])
+    return {kinds} if isinstance(kinds, str) else set(kinds)
+
+
+def _yaml_scalar(text: str):
+    """text as a config file's YAML would read it, and 1e-4 (text in YAML 1.1) as a number."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return number if math.isfinite(number) else text
+    return value if value is None or isinstance(value, (bool, int, float)) else text
 
 
 def validate(raw: dict) -> dict:
@@ -65,10 +137,31 @@ def validate(raw: dict) -> dict:
         errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
         if errors:
             raise UserError(_describe(errors[0]))
+    config["experiment"] = experiment_name(config)
+    check_train_sizes(config["data"])
     return config
 
 
-# Config values that become one folder name under resources/ (resources/models/<model.name>).
+def check_train_sizes(data: dict) -> None:
+    """A learning curve's sizes must fit in the training split, where the config fixes its
+    size (data.sizes.train; null takes the whole source split, known only at split): else
+    every full-size training would run before the curve's first subset failed."""
+    whole = data["sizes"]["train"]
+    too_large = [n for n in data["train_sizes"] if whole is not None and n > whole]
+    if too_large:
+        raise UserError(f"config: data.train_sizes {too_large[0]} is larger than the training "
+                        f"split (data.sizes.train = {whole})")
+
+
+def experiment_name(config: dict) -> str:
+    """The folder under results/ (logs/, benchmarks/) of a validated config: its `experiment`,
+    else <model.name>_<data.name>, so that configs of other models or data never share one."""
+    name = config["experiment"] or f"{config['model']['name']}_{config['data']['name']}"
+    return safe_folder_name(name, "experiment")
+
+
+# Config values that become one folder name under resources/ (resources/models/<model.name>);
+# `experiment` becomes one under results/.
 FOLDER_NAME_KEYS = (("model", "name"), ("data", "name"))
 
 
@@ -89,16 +182,38 @@ def check_folder_names(config: dict) -> None:
     for section, key in FOLDER_NAME_KEYS:
         if isinstance(config.get(section), dict) and key in config[section]:
             safe_folder_name(config[section][key], f"{section}.{key}")
+    if config.get("experiment"):
+        safe_folder_name(config["experiment"], "experiment")
 
 
-def load(path: str | Path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys in one mapping: a method written twice would
+    silently lose its first entry."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise UserError(f"{self.name}, line {key_node.start_mark.line + 1}: key {key!r} "
+                                "appears twice in one mapping (YAML would keep only the last)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path):
+    """A config file's content; UserError for a missing or invalid file or a repeated key."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        with open(path) as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except yaml.YAMLError as err:
         raise UserError(f"config file {path} is not valid YAML: {err}") from None
-    return validate(raw)
+
+
+def load(path: str | Path) -> dict:
+    return validate(read_yaml(path))
 
 
 def config_hash(config: dict) -> str:

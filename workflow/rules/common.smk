@@ -1,21 +1,34 @@
 import json
+import os
 import re
 from glob import glob
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config
 
 from peftsum import config as peftsum_config
+from peftsum import experiment as peftsum_experiment
 from peftsum import methods as peftsum_methods
 from peftsum.training import sweep as peftsum_sweep
 from peftsum.errors import UserError
 
 # Validated once, at start: a typo fails in the first seconds with the key's name.
 # A method entry with `sweep:` lists is a grid: each point trains (seed: the first of
-# training.seeds) under results/sweep/, the select checkpoint picks one by validation loss, and
-# only that point trains with every seed and is evaluated on test.
+# training.seeds) under results/<experiment>/sweep/, the select checkpoint picks one by
+# validation loss, and only that point trains with every seed and is evaluated on test.
 try:
+    # Snakemake's YAML reader keeps the last of two equal keys (a method written twice).
+    for _path in workflow.configfiles:
+        peftsum_config.read_yaml(_path)
+    # Snakemake leaves every value of a nested --config override a string.
+    update_config(
+        config, peftsum_config.typed_overrides(workflow.config_settings.config)
+    )
     config.update(peftsum_config.validate(config))
+    # Outputs of another model or data under this experiment's name are refused, with or
+    # without Snakemake's records in .snakemake/ (a copied project has none).
+    peftsum_experiment.check(config)
     BASE_SPECS, GRIDS = {}, {}
     for _name, _spec in config["methods"].items():
         BASE_SPECS[_name], _sweep = peftsum_sweep.split_spec(_name, _spec)
@@ -51,6 +64,10 @@ DECODING = peftsum_config.decoding_params(config["evaluation"])
 MODEL_IDENTITY = peftsum_config.model_identity(config["model"])
 DATA_IDENTITY = peftsum_config.data_identity(config["data"])
 
+# Every output of this config lies under results/<experiment>/ (logs/, benchmarks/ alike): the
+# rules' {experiment} wildcard matches this config's name only, so another config's outputs are
+# never planned or read.
+EXPERIMENT = config["experiment"]
 SEEDS = config["training"]["seeds"]
 # Learning curves: every method again at each smaller training size (nested subsets).
 TRAIN_SIZES = config["data"]["train_sizes"]
@@ -61,11 +78,16 @@ BASELINES = config["evaluation"]["baselines"]
 MODEL = config["model"]["name"]
 DATASET = config["data"]["name"]
 # The report's templates and CSS are inputs: a changed one reruns render_report, nothing else.
-REPORT_TEMPLATES = sorted(glob(f"{workflow.basedir}/src/peftsum/report/templates/*"))
+# Relative to the working directory: a project moved as a whole keeps the same input paths,
+# and so reruns nothing.
+REPORT_TEMPLATES = sorted(
+    os.path.relpath(p) for p in glob(f"{workflow.basedir}/src/peftsum/report/templates/*")
+)
 TRACKING = config["tracking"]["tensorboard"] or config["tracking"]["mlflow"]
 
 
 wildcard_constraints:
+    experiment=re.escape(EXPERIMENT),
     method="|".join(METHODS),
     point="|".join(re.escape(p) for grid in GRIDS.values() for p in grid) or "^$",
     seed=r"\d+",
@@ -77,20 +99,35 @@ wildcard_constraints:
 
 
 def trained_runs():
-    return expand("results/train/{method}/seed{seed}", method=METHODS, seed=SEEDS)
+    return expand(
+        "results/{experiment}/train/{method}/seed{seed}",
+        experiment=EXPERIMENT,
+        method=METHODS,
+        seed=SEEDS,
+    )
 
 
 def trained_evaluations():
-    return expand("results/eval/{method}/seed{seed}", method=METHODS, seed=SEEDS)
+    return expand(
+        "results/{experiment}/eval/{method}/seed{seed}",
+        experiment=EXPERIMENT,
+        method=METHODS,
+        seed=SEEDS,
+    )
 
 
 def evaluations():
-    return trained_evaluations() + expand("results/eval/{baseline}", baseline=BASELINES)
+    return trained_evaluations() + expand(
+        "results/{experiment}/eval/{baseline}",
+        experiment=EXPERIMENT,
+        baseline=BASELINES,
+    )
 
 
 def curve_runs():
     return expand(
-        "results/curve/n{size}/train/{method}/seed{seed}",
+        "results/{experiment}/curve/n{size}/train/{method}/seed{seed}",
+        experiment=EXPERIMENT,
         size=TRAIN_SIZES,
         method=METHODS,
         seed=SEEDS,
@@ -100,7 +137,8 @@ def curve_runs():
 def curve_evaluations():
     """Each learning-curve run's evaluation, then the full-size runs' (the curve's last point)."""
     smaller = expand(
-        "results/curve/n{size}/eval/{method}/seed{seed}",
+        "results/{experiment}/curve/n{size}/eval/{method}/seed{seed}",
+        experiment=EXPERIMENT,
         size=TRAIN_SIZES,
         method=METHODS,
         seed=SEEDS,
@@ -116,14 +154,15 @@ def curve_trained_runs():
 def zero_shot_tokens(wildcards):
     """The test set in the shared template, or in the model's chat template for zero_shot_chat."""
     if wildcards.baseline == "zero_shot_chat":
-        return "results/data/tokenized_chat/test.jsonl"
-    return "results/data/tokenized/test.jsonl"
+        return f"results/{wildcards.experiment}/data/tokenized_chat/test.jsonl"
+    return f"results/{wildcards.experiment}/data/tokenized/test.jsonl"
 
 
 def sweep_runs(wildcards):
     """The run.json of every grid point of a swept method (trained with the first seed)."""
     return expand(
-        "results/sweep/{method}/{point}/seed{seed}/run.json",
+        "results/{experiment}/sweep/{method}/{point}/seed{seed}/run.json",
+        experiment=wildcards.experiment,
         method=wildcards.method,
         point=list(GRIDS[wildcards.method]),
         seed=SEEDS[0],
@@ -147,14 +186,20 @@ def selection(wildcards):
     """
     if wildcards.method not in GRIDS:
         return []
-    return ancient(checkpoints.select.get(method=wildcards.method).output.chosen)
+    return ancient(
+        checkpoints.select.get(
+            experiment=wildcards.experiment, method=wildcards.method
+        ).output.chosen
+    )
 
 
 def chosen_point(wildcards):
     """The choice itself (point, hyperparameters, the sweep's run): the train rule's param."""
     if wildcards.method not in GRIDS:
         return {}
-    path = checkpoints.select.get(method=wildcards.method).output.chosen
+    path = checkpoints.select.get(
+        experiment=wildcards.experiment, method=wildcards.method
+    ).output.chosen
     return peftsum_config.canonical(json.loads(Path(path).read_text()))
 
 

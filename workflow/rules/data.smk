@@ -34,12 +34,12 @@ rule split:
     input:
         expand("resources/data/{dataset}/{split}.jsonl", dataset=DATASET, split=SPLITS),
     output:
-        expand("results/data/split/{split}.jsonl", split=SPLITS),
-        stats="results/data/split/stats.json",
+        expand("results/{{experiment}}/data/split/{split}.jsonl", split=SPLITS),
+        stats="results/{experiment}/data/split/stats.json",
     log:
-        "logs/split/split.log",
+        "logs/{experiment}/split/split.log",
     benchmark:
-        "benchmarks/split/split.tsv"
+        "benchmarks/{experiment}/split/split.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
@@ -51,15 +51,15 @@ rule split:
 
 rule tokenize:
     input:
-        expand("results/data/split/{split}.jsonl", split=SPLITS),
+        expand("results/{{experiment}}/data/split/{split}.jsonl", split=SPLITS),
         model=f"resources/models/{MODEL}",
     output:
-        expand("results/data/tokenized/{split}.jsonl", split=SPLITS),
-        stats="results/data/tokenized/stats.json",
+        expand("results/{{experiment}}/data/tokenized/{split}.jsonl", split=SPLITS),
+        stats="results/{experiment}/data/tokenized/stats.json",
     log:
-        "logs/tokenize/tokenize.log",
+        "logs/{experiment}/tokenize/tokenize.log",
     benchmark:
-        "benchmarks/tokenize/tokenize.tsv"
+        "benchmarks/{experiment}/tokenize/tokenize.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
@@ -72,14 +72,14 @@ rule tokenize:
 
 rule tokenize_chat:
     input:
-        split="results/data/split/test.jsonl",
+        split="results/{experiment}/data/split/test.jsonl",
         model=f"resources/models/{MODEL}",
     output:
-        "results/data/tokenized_chat/test.jsonl",
+        "results/{experiment}/data/tokenized_chat/test.jsonl",
     log:
-        "logs/tokenize/tokenize_chat.log",
+        "logs/{experiment}/tokenize/tokenize_chat.log",
     benchmark:
-        "benchmarks/tokenize/tokenize_chat.tsv"
+        "benchmarks/{experiment}/tokenize/tokenize_chat.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
@@ -94,15 +94,15 @@ rule tokenize_chat:
 # (nested: each size inside every larger one); validation and stats are the full data's.
 rule train_subset:
     input:
-        "results/data/tokenized/train.jsonl",
-        "results/data/tokenized/validation.jsonl",
-        stats="results/data/tokenized/stats.json",
+        "results/{experiment}/data/tokenized/train.jsonl",
+        "results/{experiment}/data/tokenized/validation.jsonl",
+        stats="results/{experiment}/data/tokenized/stats.json",
     output:
-        "results/data/subsets/n{size}/train.jsonl",
-        "results/data/subsets/n{size}/validation.jsonl",
-        stats="results/data/subsets/n{size}/stats.json",
+        "results/{experiment}/data/subsets/n{size}/train.jsonl",
+        "results/{experiment}/data/subsets/n{size}/validation.jsonl",
+        stats="results/{experiment}/data/subsets/n{size}/stats.json",
     log:
-        "logs/train_subset/n{size}.log",
+        "logs/{experiment}/train_subset/n{size}.log",
     conda:
         "../../envs/torch.yaml"
     params:
@@ -114,13 +114,13 @@ rule train_subset:
 # The validation articles each grid point summarises when selection is by ROUGE-L.
 rule validation_articles:
     input:
-        tokenized="results/data/tokenized/validation.jsonl",
-        split="results/data/split/validation.jsonl",
+        tokenized="results/{experiment}/data/tokenized/validation.jsonl",
+        split="results/{experiment}/data/split/validation.jsonl",
     output:
-        tokenized="results/data/select/validation_tokenized.jsonl",
-        split="results/data/select/validation.jsonl",
+        tokenized="results/{experiment}/data/select/validation_tokenized.jsonl",
+        split="results/{experiment}/data/select/validation.jsonl",
     log:
-        "logs/validation_articles/validation_articles.log",
+        "logs/{experiment}/validation_articles/validation_articles.log",
     conda:
         "../../envs/torch.yaml"
     params:

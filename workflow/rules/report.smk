@@ -5,33 +5,33 @@ rule aggregate:
         runs=[f"{d}/run.json" for d in trained_runs()],
     output:
         tsv=report(
-            "results/metrics.tsv",
+            "results/{experiment}/metrics.tsv",
             caption="../report/metrics.rst",
             category="Tables",
             subcategory="Per run",
             labels={"table": "every run"},
         ),
-        json="results/metrics.json",
+        json="results/{experiment}/metrics.json",
         significance=report(
-            "results/significance.tsv",
+            "results/{experiment}/significance.tsv",
             caption="../report/significance.rst",
             category="Tables",
             subcategory="Comparisons",
             labels={"table": "paired bootstrap"},
         ),
-        significance_json="results/significance.json",
+        significance_json="results/{experiment}/significance.json",
         by_method=report(
-            "results/metrics_by_method.tsv",
+            "results/{experiment}/metrics_by_method.tsv",
             caption="../report/metrics_by_method.rst",
             category="Tables",
             subcategory="Per method",
             labels={"table": "across seeds"},
         ),
-        by_method_json="results/metrics_by_method.json",
+        by_method_json="results/{experiment}/metrics_by_method.json",
     log:
-        "logs/aggregate/aggregate.log",
+        "logs/{experiment}/aggregate/aggregate.log",
     benchmark:
-        "benchmarks/aggregate/aggregate.tsv"
+        "benchmarks/{experiment}/aggregate/aggregate.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -45,16 +45,16 @@ rule aggregate_curve:
         predictions=[f"{d}/predictions.jsonl" for d in curve_evaluations()],
         runs=[f"{d}/run.json" for d in curve_trained_runs()],
     output:
-        json="results/curve.json",
+        json="results/{experiment}/curve.json",
         tsv=report(
-            "results/curve.tsv",
+            "results/{experiment}/curve.tsv",
             caption="../report/curve.rst",
             category="Tables",
             subcategory="Learning curves",
             labels={"table": "score against training size"},
         ),
     log:
-        "logs/aggregate/aggregate_curve.log",
+        "logs/{experiment}/aggregate/aggregate_curve.log",
     conda:
         "../../envs/report.yaml"
     script:
@@ -68,41 +68,43 @@ rule render_report:
         # Every evaluation's predictions.jsonl; its metrics.json lies beside it.
         predictions=[f"{d}/predictions.jsonl" for d in evaluations()],
         evaluations=[f"{d}/metrics.json" for d in evaluations()],
-        metrics="results/metrics.json",
-        significance="results/significance.json",
-        by_method="results/metrics_by_method.json",
+        metrics="results/{experiment}/metrics.json",
+        significance="results/{experiment}/significance.json",
+        by_method="results/{experiment}/metrics_by_method.json",
         model=f"resources/models/{MODEL}",
-        split_stats="results/data/split/stats.json",
-        tokenize_stats="results/data/tokenized/stats.json",
-        articles="results/data/split/test.jsonl",
+        split_stats="results/{experiment}/data/split/stats.json",
+        tokenize_stats="results/{experiment}/data/tokenized/stats.json",
+        articles="results/{experiment}/data/split/test.jsonl",
         templates=REPORT_TEMPLATES,
-        selections=[f"results/select/{method}.json" for method in GRIDS],
-        curve=["results/curve.json"] if TRAIN_SIZES else [],
+        selections=expand(
+            "results/{{experiment}}/select/{method}.json", method=list(GRIDS)
+        ),
+        curve=["results/{experiment}/curve.json"] if TRAIN_SIZES else [],
     output:
-        md="results/report/report.md",
+        md="results/{experiment}/report/report.md",
         html=report(
-            "results/report/report.html",
+            "results/{experiment}/report/report.html",
             caption="../report/report.rst",
             category="Report",
             labels={"page": "comparison report"},
         ),
         explorer=report(
-            "results/report/explorer.html",
+            "results/{experiment}/report/explorer.html",
             caption="../report/explorer.rst",
             category="Report",
             labels={"page": "explorer of every summary"},
         ),
         figures=report(
-            directory("results/report/figures"),
+            directory("results/{experiment}/report/figures"),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
             labels={"figure": "{name}"},
         ),
     log:
-        "logs/render_report/render_report.log",
+        "logs/{experiment}/render_report/render_report.log",
     benchmark:
-        "benchmarks/render_report/render_report.tsv"
+        "benchmarks/{experiment}/render_report/render_report.tsv"
     conda:
         "../../envs/report.yaml"
     params:

@@ -7,13 +7,13 @@ rule track:
         [f"{d}/run.json" for d in trained_runs()],
         [f"{d}/steps.jsonl" for d in trained_runs()],
         [f"{d}/metrics.json" for d in evaluations()],
-        report="results/report/report.html",
-        explorer="results/report/explorer.html",
+        report="results/{experiment}/report/report.html",
+        explorer="results/{experiment}/report/explorer.html",
     output:
-        record="results/tracking/tracked.json",
-        tensorboard=directory("results/tracking/tensorboard"),
+        record="results/{experiment}/tracking/tracked.json",
+        tensorboard=directory("results/{experiment}/tracking/tensorboard"),
     log:
-        "logs/track/track.log",
+        "logs/{experiment}/track/track.log",
     conda:
         "../../envs/tracking.yaml"
     params:

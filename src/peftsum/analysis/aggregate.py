@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from peftsum.analysis import evaluations
 from peftsum.analysis.stats import (
     bootstrap_ci,
     holm,
@@ -19,9 +20,9 @@ from peftsum.analysis.stats import (
     seed_interval,
     seed_summary,
 )
-from peftsum.files import read_json, read_jsonl, write_atomic, write_json
+from peftsum.files import read_json, write_atomic, write_json
 
-ROUGE_KEYS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+ROUGE_KEYS = list(evaluations.ROUGE_KEYS)
 # Metrics compared between systems with the paired bootstrap test.
 TESTED_METRICS = ["rougeL", "rougeLsum"]
 # Metrics summarised across training seeds (mean and sample std).
@@ -154,11 +155,10 @@ def run(
     runs = [read_json(path) for path in train_runs]
     run_position = {_run_key(r): i for i, r in enumerate(runs)}
     rows = []
-    for i, metrics in enumerate(map(read_json, eval_metrics)):
+    for metrics, examples in evaluations.read_all(eval_metrics, predictions):
         position = run_position.get(_run_key(metrics))
         train_run = runs[position] if position is not None else None
         row = table_row(metrics, train_run)
-        examples = read_jsonl(predictions[i]) if predictions is not None else None
         if examples is not None:
             row.update(prediction_columns(row, examples, n_resamples, seed))
         rows.append((position, row, examples))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -55,6 +54,11 @@ def base_model_dir(run: dict, model_dir: Path | None) -> Path:
     if actual != expected:
         raise UserError(f"base model {folder} differs from the one this run was trained on "
                         f"(weights sha256 {str(actual)[:12]} != {expected[:12]})")
+    recorded, context = run["base_model"].get("context_length"), models.model_info(folder).get(
+        "context_length")
+    if recorded != context:  # summarize truncates articles to it
+        raise UserError(f"run.json says base_model.context_length = {recorded}, but {folder} has "
+                        f"{context}: the run's record was changed")
     return folder
 
 
@@ -65,13 +69,17 @@ def load_run(run_dir: Path, model_dir: Path | None = None):
     model, tokenizer = models.load(base_model_dir(run, model_dir))
     model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors",
                                       run["base_model"]["weights_sha256"],
-                                      {"template": run["template"]})
+                                      {"template": run["template"],
+                                       "reserved_positions": run.get("reserved_positions")})
     return model, tokenizer, run
 
 
-def evaluation_of(run_dir: Path) -> Path:
-    """Where the workflow writes a run's evaluation: results/train/M/seedS -> results/eval/M/seedS."""
+def evaluation_of(run_dir: Path) -> Path | None:
+    """Where the workflow writes a run's evaluation: .../train/M/seedS -> .../eval/M/seedS;
+    None for a run folder outside that layout (copied elsewhere)."""
     run_dir = Path(run_dir).resolve()
+    if len(run_dir.parents) < 3 or run_dir.parents[1].name != "train":
+        return None
     return run_dir.parents[2] / "eval" / run_dir.parent.name / run_dir.name / "metrics.json"
 
 
@@ -79,9 +87,14 @@ def decoding(run_dir: Path, **overrides) -> EvalConfig:
     """The decoding the run was evaluated with (the defaults when it has no evaluation), with
     the given settings replaced."""
     metrics = evaluation_of(run_dir)
-    evaluated = json.loads(metrics.read_text()).get("decoding", {}) if metrics.is_file() else {}
+    evaluated = {}
+    if metrics is not None and metrics.is_file():
+        try:
+            evaluated = json.loads(metrics.read_text()).get("decoding", {})
+        except (json.JSONDecodeError, AttributeError):
+            raise UserError(f"{metrics} is corrupt: rerun the run's evaluation") from None
     if not evaluated:
-        log.info("no evaluation at %s: decoding with the default settings", metrics)
+        log.info("no evaluation of %s found: decoding with the default settings", run_dir)
     settings = {**evaluated, **{k: v for k, v in overrides.items() if v is not None}}
     return EvalConfig.from_dict(settings)
 
@@ -116,8 +129,10 @@ def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list
     """Folders an export must never write into: resources/, the base model, the run itself."""
     base = Path(model_dir or run["base_model"]["dir"])
     folders = [Path("resources"), base, Path(run_dir)]
-    folders += [p for p in base.absolute().parents if p.name == "resources"]
-    return [Path(os.path.abspath(f)) for f in folders]
+    folders += [p for p in [*base.absolute().parents, *base.resolve().parents]
+                if p.name == "resources"]
+    # Resolved: a link to the base model (or any of these) is the folder itself.
+    return [f.resolve() for f in folders]
 
 
 def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path,
@@ -125,7 +140,7 @@ def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path
     """Before anything loads: the run's kind has an export format, and out_dir is neither
     inside resources/, the base model or the run, nor (unless forced) a non-empty folder."""
     _require_export_format(run["method"]["kind"])
-    target = Path(os.path.abspath(out_dir))
+    target = Path(out_dir).resolve()
     for folder in _protected_folders(run_dir, run, model_dir):
         if target.is_relative_to(folder) or folder.is_relative_to(target):
             raise UserError(f"--export {out_dir}: refusing to write into {folder} (it holds the "

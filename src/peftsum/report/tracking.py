@@ -89,10 +89,20 @@ def tracker(cfg: TrackingConfig, run_label: str, tags: dict, tensorboard_dir: Pa
     """The tracker of one training run (run_label: e.g. lora/seed0)."""
     backends = []
     if cfg.tensorboard:
-        backends.append(TensorBoardRun(Path(tensorboard_dir) / run_label))
+        backends.append(TensorBoardRun(_inside(Path(tensorboard_dir), run_label)))
     if cfg.mlflow:
         backends.append(MlflowRun(cfg, run_label, tags))
     return Tracker(backends)
+
+
+def _inside(parent: Path, label: str) -> Path:
+    """parent/label, which a re-export removes first: label comes from run.json, and one
+    edited to hold '..' or '/' must not aim that removal outside parent."""
+    folder = parent / label
+    if not folder.resolve().is_relative_to(parent.resolve()) or folder.resolve() == parent.resolve():
+        raise UserError(f"run label {label!r} (from a run.json's name and seed) leads outside "
+                        f"{parent}: refusing to replace {folder}")
+    return folder
 
 
 class TensorBoardRun:
@@ -144,7 +154,12 @@ class MlflowRun:
         except ImportError as err:
             raise UserError(f"tracking.mlflow needs mlflow: {INSTALL_HINT}") from err
         if cfg.mlflow_uri.startswith("sqlite:///"):  # SQLite makes the file, not its folder
-            Path(cfg.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(cfg.mlflow_uri.removeprefix("sqlite:///")).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"tracking.mlflow_uri {cfg.mlflow_uri}: cannot make its folder "
+                                f"{folder} ({err.strerror})") from None
         self.client = MlflowClient(tracking_uri=cfg.mlflow_uri)
         experiment = self.client.get_experiment_by_name(cfg.experiment)
         experiment_id = experiment.experiment_id if experiment else self._create(cfg)

@@ -20,8 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from peftsum import config
+
 ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "tests" / "smoke.yaml"
+SMOKE_EXPERIMENT = config.load(SMOKE)["experiment"]  # its folder under results/ and logs/
 FIGURES = ("device", "precision", "gpu_count", "tokens_per_s", "mfu", "peak_gpu_mb",
            "gpu_energy_j", "gpu_util_pct")
 
@@ -46,9 +49,10 @@ def _snakemake(workdir: Path, gpus: int, *extra: str) -> list[str]:
 def training_figures(workdir: Path) -> list[dict]:
     """Each training's figures from its run.json, and the GPU its job leased (from its log)."""
     rows = []
-    for run_file in sorted((workdir / "results" / "train").glob("**/run.json")):
+    results, logs = workdir / "results" / SMOKE_EXPERIMENT, workdir / "logs" / SMOKE_EXPERIMENT
+    for run_file in sorted((results / "train").glob("**/run.json")):
         run = json.loads(run_file.read_text())
-        log_file = workdir / "logs" / "train" / f"{run['name']}_seed{run['seed']}.log"
+        log_file = logs / "train" / f"{run['name']}_seed{run['seed']}.log"
         leased = re.search(r"leased GPU (\S+)", log_file.read_text()) if log_file.exists() else None
         rows.append({"run": str(run_file.parent.relative_to(workdir)),
                      "leased_gpu": leased.group(1) if leased else None,

@@ -349,8 +349,9 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
         trainer.model.load_state_dict(trainer.best_weights, strict=False)
     # Stored inside the weights file, so that an edited run.json cannot restore them silently.
     metadata = method.weights_metadata(models.model_info(model_dir)["weights_sha256"])
-    if provenance and "template" in provenance:
-        metadata["template"] = provenance["template"]
+    for key in ("template", "reserved_positions"):  # what restoring encodes text with
+        if provenance and key in provenance:
+            metadata[key] = provenance[key]
     with atomic_path(out_dir / "trainable.safetensors") as tmp:
         save_trainable(trainer.model, tmp, metadata)
     summary = {**_summary(trainer, counts, state, over_ranks(ranks),

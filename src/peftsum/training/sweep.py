@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from peftsum.config import safe_folder_name
 from peftsum.errors import UserError
 from peftsum.files import write_json
 
@@ -32,7 +33,30 @@ def split_spec(name: str, spec: dict) -> tuple[dict, dict]:
         if not isinstance(values, list) or not values:
             raise UserError(f"config: methods.{name}.sweep.{key} must be a non-empty list, "
                             f"got {values!r}")
+        _check_values(f"methods.{name}.sweep.{key}", key, values)
     return spec, sweep
+
+
+def _check_values(where: str, key: str, values: list) -> None:
+    """Each value names a grid point's folder (results/.../sweep/<method>/<point>/): one folder
+    name; and no value twice, which would train the same point twice under two names."""
+    seen = {}
+    for value in values:
+        safe_folder_name(point_name({key: value}), f"{where}'s grid point {value!r}")
+        same = json.dumps(_as_read(value), sort_keys=True)
+        if same in seen:
+            raise UserError(f"config: {where} lists one value twice: {seen[same]!r} and {value!r}")
+        seen[same] = value
+
+
+def _as_read(value):
+    """The value a method's check reads: '1e-3' (text to YAML 1.1), 1e-3 and 0.001 are one."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def point_name(overrides: dict) -> str:
