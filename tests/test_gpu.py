@@ -185,7 +185,11 @@ def test_a_rank_keeps_its_gpu_taken_after_its_launcher_is_killed(tmp_path):
     ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
     ("NVIDIA L40S", 362e12), ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12),
     ("NVIDIA A10", 125e12), ("NVIDIA A10G", None), ("NVIDIA GeForce RTX 4090", 165e12),
-    ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None)])
+    ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None),
+    ("NVIDIA GeForce RTX 3090", 71e12), ("NVIDIA GeForce RTX 3090 Ti", 80e12),
+    ("NVIDIA GeForce RTX 2080 Ti", 53.8e12), ("NVIDIA GeForce RTX 2080", None),
+    ("NVIDIA RTX A6000", 154.8e12), ("NVIDIA RTX 6000 Ada Generation", 364.2e12),
+    ("NVIDIA A40", 149.7e12), ("NVIDIA RTX A4000", None)])
 def test_peak_flops_by_the_names_torch_reports(name, peak):
     assert measure.peak_flops(name) == peak
 
@@ -337,3 +341,57 @@ def test_gpu_check_table_reads_the_training_figures(tmp_path):
     assert rows == [{"run": "results/train/lora/seed0", "leased_gpu": "1", **figures}]
     assert "| results/train/lora/seed0 | 1 | NVIDIA H100 80GB HBM3 | bfloat16 | 1 | 5.12e+04 |" \
         in gpucheck.table(rows)
+
+
+# The demo's kinds on a GPT-2 whose vocabulary is small enough that the blocks' FLOPs weigh as
+# much as the LM head's: a formula wrong on either part misses by far more than the tolerance.
+FLOP_KINDS = [{"kind": "prompt_tuning", "n_tokens": 6, "init": "random"},
+              {"kind": "lora", "r": 4, "dropout": 0.1},
+              {"kind": "last_layers", "n_blocks": 1, "final_norm": True},
+              {"kind": "last_layers", "n_blocks": 0}, {"kind": "full"}]
+
+
+def _counted(fn) -> int:
+    """FLOPs of fn() by torch's FLOP counter, attention scores left out as the formula leaves
+    them out: the attention modules' batched products (sdpa, or bmm where it runs as math)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    counts = counter.get_flop_counts()
+    scores = sum(n for module, ops in counts.items() if module.endswith(".attn")
+                 for op, n in ops.items() if "bmm" in str(op) or "scaled_dot_product" in str(op))
+    return sum(counts["Global"].values()) - scores
+
+
+@pytest.mark.parametrize("spec", FLOP_KINDS, ids=[f"{s['kind']}-{len(s)}" for s in FLOP_KINDS])
+def test_the_flop_formula_counts_what_one_training_step_computes(tokenizer, spec):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from peftsum.config import TrainingConfig
+    from peftsum.evaluation.generate import loss_sums
+    from peftsum.methods import from_config
+    from peftsum.methods.common import decoder_blocks, final_norm, unwrap
+    from peftsum.training.loop import Trainer
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=512, n_embd=64, n_layer=6, n_head=2,
+                                       n_positions=128))
+    # 4 rows of 24 tokens, a 16-token source and an 8-token summary: no padding
+    examples = [{"input_ids": torch.randint(1, 500, (24,)).tolist(), "source_len": 16}
+                for _ in range(8)]
+    method = from_config("m", {**spec, "lr": 1e-3})
+    model, _ = method.wrap(model, tokenizer)
+    cfg = TrainingConfig.from_dict({"batch_size": 4, "grad_accum": 2, "max_steps": 1,
+                                    "eval_every": 100, "attention": "sdpa", "patience": None})
+    trainer = Trainer(model, tokenizer, method, cfg, 0, examples, examples[:1],
+                      torch.device("cpu"))
+    fit = _counted(trainer.fit)
+    validation = _counted(lambda: loss_sums(trainer.model, trainer.val_set, 4, 0, trainer.dev))
+    s, base = trainer.state, unwrap(trainer.model)
+    per_position = measure.flops_per_position(trainer.model, decoder_blocks(base),
+                                              final_norm(base), base.get_output_embeddings())
+    formula = measure.training_flops(per_position, s["tokens"] + s["samples"] *
+                                     method.params.prompt_positions, s["logit_tokens"])
+    assert s["logit_tokens"] == 8 * 9  # from the position before the first summary token on
+    assert formula["total"] == pytest.approx(fit - validation, rel=0.03)
