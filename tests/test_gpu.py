@@ -88,6 +88,73 @@ def test_under_slurm_the_lease_stays_out_of_the_way(tmp_path, monkeypatch):
     assert got.ids == ["0"] and not list(tmp_path.iterdir())
 
 
+def test_the_lock_folder_and_files_are_shared_by_every_user(tmp_path):
+    """Created under a umask that keeps others out, as a user's shell has it: the folders come
+    out world-writable and sticky (as /tmp), the lock files readable and writable by all."""
+    old = os.umask(0o022)
+    try:
+        got = gpu.lease(1, ids=["0"], lock_dir=tmp_path / "locks" / "slurm-7", timeout=0)
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "locks", tmp_path / "locks" / "slurm-7"):
+        assert folder.stat().st_mode & 0o7777 == 0o1777, folder
+    for lock_file in (tmp_path / "locks" / "slurm-7").iterdir():
+        assert lock_file.stat().st_mode & 0o777 == 0o666, lock_file
+    got.release()
+
+
+OTHER_USER = """
+import sys
+from peftsum.runtime.gpu import lease
+got = lease(1, ids=sys.argv[1].split(","), lock_dir=sys.argv[2], timeout=0)
+print(got.ids[0])
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root to run a job as another user (nobody)")
+def test_another_users_job_takes_a_free_gpu_in_the_same_folder_and_waits_for_a_held_one():
+    """The system Python as `nobody` (the lease needs only the standard library), in a folder
+    that root's job created first."""
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp())  # outside pytest's folders, which only root may enter
+    shared.chmod(0o755)
+    held = gpu.lease(1, ids=["0"], lock_dir=shared / "locks", timeout=0)
+
+    def as_nobody(ids):
+        return subprocess.run(["/usr/bin/python3", "-c", OTHER_USER, ids, str(shared / "locks")],
+                              user=65534, group=65534, extra_groups=[], capture_output=True,
+                              text=True, check=False, timeout=60,
+                              env={"PYTHONPATH": str(Path(gpu.__file__).parents[2])})
+    try:
+        free = as_nobody("0,1")
+        assert free.returncode == 0 and free.stdout.strip() == "1", free.stderr[-2000:]
+        busy = as_nobody("0")
+        assert busy.returncode != 0 and "TimeoutError" in busy.stderr, busy.stderr[-2000:]
+    finally:
+        held.release()
+        shutil.rmtree(shared)
+
+
+def test_a_job_waiting_for_a_gpu_says_who_holds_it_and_for_how_long(tmp_path, monkeypatch,
+                                                                    caplog):
+    holder, _ = hold(1, "0", tmp_path)
+    monkeypatch.setattr(gpu, "WAIT_LOG_SECONDS", 0.0)
+    monkeypatch.setattr(gpu, "POLL_SECONDS", 0.01)
+    try:
+        with caplog.at_level("INFO", logger=gpu.__name__), pytest.raises(TimeoutError):
+            gpu.lease(1, ids=["0"], lock_dir=tmp_path, timeout=0.05)
+    finally:
+        holder.kill()
+        holder.wait()
+    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(waits) >= 2  # at once, then again while it waits
+    assert all(f"GPU 0 by pid {holder.pid} " in w and "-c" in w for w in waits)
+    assert waits[0].startswith("waiting 0 s") and "s for GPUs so far" in waits[-1]
+
+
 def test_zero_gpus_hides_every_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gpu.lease(0)
@@ -395,3 +462,28 @@ def test_the_flop_formula_counts_what_one_training_step_computes(tokenizer, spec
                                      method.params.prompt_positions, s["logit_tokens"])
     assert s["logit_tokens"] == 8 * 9  # from the position before the first summary token on
     assert formula["total"] == pytest.approx(fit - validation, rel=0.03)
+
+
+def test_a_checkpoint_of_a_two_gpu_run_restores_its_rng_with_one_gpu(monkeypatch):
+    """Written where two GPUs were visible, resumed where one is: the current device's state
+    is restored, and no GPU that is not there is asked for one."""
+    from peftsum.training import checkpoint
+
+    restored = []
+
+    def set_rng_state(state, device="cuda"):
+        index = torch.device(device).index if not isinstance(device, int) else device
+        if index is not None and index >= 1:
+            raise IndexError(f"no CUDA device {index}: one is visible")
+        restored.append(state)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": torch.tensor([7]))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    written = checkpoint.rng_state()
+    assert [t.tolist() for t in written["cuda"]] == [[7]]  # this rank's device only
+    two_gpus = {**written, "cuda": [torch.tensor([1]), torch.tensor([2])]}
+    checkpoint.set_rng_state(two_gpus)
+    assert [t.tolist() for t in restored] == [[1]]
