@@ -383,6 +383,58 @@ def test_the_slurm_profile_keeps_each_gpu_job_on_one_node():
         assert "--nodes=1" in get_submit_command(job, params), name
 
 
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_PROFILE = ROOT / "profiles" / "slurm"
+
+
+def gpu_rules() -> set[str]:
+    """The rules of workflow/rules that declare a gpu resource, and those `use rule` derives
+    from them."""
+    import re
+
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    blocks = re.split(r"^(?=(?:rule|checkpoint|use rule) )", text, flags=re.MULTILINE)
+    found = {m[1] for b in blocks if (m := re.match(r"(?:rule|checkpoint) (\w+):", b))
+             and re.search(r"^\s+gpu=", b, re.MULTILINE)}
+    derived = [re.match(r"use rule (\w+) as (\w+)", b) for b in blocks]
+    return found | {m[2] for m in derived if m and m[1] in found}
+
+
+def test_the_slurm_profile_sizes_every_gpu_rule():
+    import yaml
+
+    rules = gpu_rules()
+    assert {"train", "train_point", "train_size", "evaluate", "evaluate_point"} <= rules
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["set-resources"]
+    for rule in rules:
+        assert {"gpu", "nodes", "cpus_per_gpu", "mem_mb", "runtime"} <= profile.get(rule, {}).keys(), rule
+
+
+def test_a_dry_run_with_the_placeholder_partition_stops_with_one_line(tmp_path):
+    command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+               "--profile", str(SLURM_PROFILE), "--directory", str(tmp_path),
+               "--configfile", str(ROOT / "tests" / "smoke.yaml")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode != 0
+    reason = [line for line in (done.stdout + done.stderr).splitlines() if "EDIT-partition" in line]
+    assert len(reason) == 1 and "slurm_partition (default-resources)" in reason[0]
+    assert "sinfo -s" in reason[0] and not (tmp_path / "results").exists()
+
+
+def test_a_rules_own_placeholder_partition_is_named_and_a_real_one_passes():
+    from snakemake.resources import Resources
+
+    from peftsum.runtime.cluster import placeholder_partition
+
+    def settings(default, train):
+        return types.SimpleNamespace(
+            default_resources=Resources.from_mapping({"slurm_partition": default}),
+            overwrite_resources={"train": Resources.from_mapping({"slurm_partition": train})})
+
+    assert placeholder_partition(settings("gpu", "gpu")) is None
+    assert "set-resources of train" in placeholder_partition(settings("gpu", "EDIT-partition"))
+
+
 def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "peftsum.tools.gpucheck", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, check=False, timeout=120)
