@@ -14,6 +14,15 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# A cluster profile still holding its placeholder partition stops every run here (dry runs
+# too), before sbatch refuses the jobs one by one.
+from snakemake.exceptions import WorkflowError
+from peftsum.runtime.cluster import placeholder_partition
+
+if _placeholder := placeholder_partition(workflow.resource_settings):
+    raise WorkflowError(_placeholder)
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -88,6 +88,73 @@ def test_under_slurm_the_lease_stays_out_of_the_way(tmp_path, monkeypatch):
     assert got.ids == ["0"] and not list(tmp_path.iterdir())
 
 
+def test_the_lock_folder_and_files_are_shared_by_every_user(tmp_path):
+    """Created under a umask that keeps others out, as a user's shell has it: the folders come
+    out world-writable and sticky (as /tmp), the lock files readable and writable by all."""
+    old = os.umask(0o022)
+    try:
+        got = gpu.lease(1, ids=["0"], lock_dir=tmp_path / "locks" / "slurm-7", timeout=0)
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "locks", tmp_path / "locks" / "slurm-7"):
+        assert folder.stat().st_mode & 0o7777 == 0o1777, folder
+    for lock_file in (tmp_path / "locks" / "slurm-7").iterdir():
+        assert lock_file.stat().st_mode & 0o777 == 0o666, lock_file
+    got.release()
+
+
+OTHER_USER = """
+import sys
+from peftsum.runtime.gpu import lease
+got = lease(1, ids=sys.argv[1].split(","), lock_dir=sys.argv[2], timeout=0)
+print(got.ids[0])
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root to run a job as another user (nobody)")
+def test_another_users_job_takes_a_free_gpu_in_the_same_folder_and_waits_for_a_held_one():
+    """The system Python as `nobody` (the lease needs only the standard library), in a folder
+    that root's job created first."""
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp())  # outside pytest's folders, which only root may enter
+    shared.chmod(0o755)
+    held = gpu.lease(1, ids=["0"], lock_dir=shared / "locks", timeout=0)
+
+    def as_nobody(ids):
+        return subprocess.run(["/usr/bin/python3", "-c", OTHER_USER, ids, str(shared / "locks")],
+                              user=65534, group=65534, extra_groups=[], capture_output=True,
+                              text=True, check=False, timeout=60,
+                              env={"PYTHONPATH": str(Path(gpu.__file__).parents[2])})
+    try:
+        free = as_nobody("0,1")
+        assert free.returncode == 0 and free.stdout.strip() == "1", free.stderr[-2000:]
+        busy = as_nobody("0")
+        assert busy.returncode != 0 and "TimeoutError" in busy.stderr, busy.stderr[-2000:]
+    finally:
+        held.release()
+        shutil.rmtree(shared)
+
+
+def test_a_job_waiting_for_a_gpu_says_who_holds_it_and_for_how_long(tmp_path, monkeypatch,
+                                                                    caplog):
+    holder, _ = hold(1, "0", tmp_path)
+    monkeypatch.setattr(gpu, "WAIT_LOG_SECONDS", 0.0)
+    monkeypatch.setattr(gpu, "POLL_SECONDS", 0.01)
+    try:
+        with caplog.at_level("INFO", logger=gpu.__name__), pytest.raises(TimeoutError):
+            gpu.lease(1, ids=["0"], lock_dir=tmp_path, timeout=0.05)
+    finally:
+        holder.kill()
+        holder.wait()
+    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(waits) >= 2  # at once, then again while it waits
+    assert all(f"GPU 0 by pid {holder.pid} " in w and "-c" in w for w in waits)
+    assert waits[0].startswith("waiting 0 s") and "s for GPUs so far" in waits[-1]
+
+
 def test_zero_gpus_hides_every_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gpu.lease(0)
@@ -185,7 +252,11 @@ def test_a_rank_keeps_its_gpu_taken_after_its_launcher_is_killed(tmp_path):
     ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
     ("NVIDIA L40S", 362e12), ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12),
     ("NVIDIA A10", 125e12), ("NVIDIA A10G", None), ("NVIDIA GeForce RTX 4090", 165e12),
-    ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None)])
+    ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12), ("cpu", None),
+    ("NVIDIA GeForce RTX 3090", 71e12), ("NVIDIA GeForce RTX 3090 Ti", 80e12),
+    ("NVIDIA GeForce RTX 2080 Ti", 53.8e12), ("NVIDIA GeForce RTX 2080", None),
+    ("NVIDIA RTX A6000", 154.8e12), ("NVIDIA RTX 6000 Ada Generation", 364.2e12),
+    ("NVIDIA A40", 149.7e12), ("NVIDIA RTX A4000", None)])
 def test_peak_flops_by_the_names_torch_reports(name, peak):
     assert measure.peak_flops(name) == peak
 
@@ -312,6 +383,58 @@ def test_the_slurm_profile_keeps_each_gpu_job_on_one_node():
         assert "--nodes=1" in get_submit_command(job, params), name
 
 
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_PROFILE = ROOT / "profiles" / "slurm"
+
+
+def gpu_rules() -> set[str]:
+    """The rules of workflow/rules that declare a gpu resource, and those `use rule` derives
+    from them."""
+    import re
+
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    blocks = re.split(r"^(?=(?:rule|checkpoint|use rule) )", text, flags=re.MULTILINE)
+    found = {m[1] for b in blocks if (m := re.match(r"(?:rule|checkpoint) (\w+):", b))
+             and re.search(r"^\s+gpu=", b, re.MULTILINE)}
+    derived = [re.match(r"use rule (\w+) as (\w+)", b) for b in blocks]
+    return found | {m[2] for m in derived if m and m[1] in found}
+
+
+def test_the_slurm_profile_sizes_every_gpu_rule():
+    import yaml
+
+    rules = gpu_rules()
+    assert {"train", "train_point", "train_size", "evaluate", "evaluate_point"} <= rules
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["set-resources"]
+    for rule in rules:
+        assert {"gpu", "nodes", "cpus_per_gpu", "mem_mb", "runtime"} <= profile.get(rule, {}).keys(), rule
+
+
+def test_a_dry_run_with_the_placeholder_partition_stops_with_one_line(tmp_path):
+    command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+               "--profile", str(SLURM_PROFILE), "--directory", str(tmp_path),
+               "--configfile", str(ROOT / "tests" / "smoke.yaml")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode != 0
+    reason = [line for line in (done.stdout + done.stderr).splitlines() if "EDIT-partition" in line]
+    assert len(reason) == 1 and "slurm_partition (default-resources)" in reason[0]
+    assert "sinfo -s" in reason[0] and not (tmp_path / "results").exists()
+
+
+def test_a_rules_own_placeholder_partition_is_named_and_a_real_one_passes():
+    from snakemake.resources import Resources
+
+    from peftsum.runtime.cluster import placeholder_partition
+
+    def settings(default, train):
+        return types.SimpleNamespace(
+            default_resources=Resources.from_mapping({"slurm_partition": default}),
+            overwrite_resources={"train": Resources.from_mapping({"slurm_partition": train})})
+
+    assert placeholder_partition(settings("gpu", "gpu")) is None
+    assert "set-resources of train" in placeholder_partition(settings("gpu", "EDIT-partition"))
+
+
 def test_gpu_check_without_cuda_stops_at_once_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "peftsum.tools.gpucheck", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, check=False, timeout=120)
@@ -339,3 +462,82 @@ def test_gpu_check_table_reads_the_training_figures(tmp_path):
     assert rows == [{"run": f"{results}/train/lora/seed0", "leased_gpu": "1", **figures}]
     assert f"| {results}/train/lora/seed0 | 1 | NVIDIA H100 80GB HBM3 | bfloat16 | 1 | 5.12e+04 |" \
         in gpucheck.table(rows)
+
+
+# The demo's kinds on a GPT-2 whose vocabulary is small enough that the blocks' FLOPs weigh as
+# much as the LM head's: a formula wrong on either part misses by far more than the tolerance.
+FLOP_KINDS = [{"kind": "prompt_tuning", "n_tokens": 6, "init": "random"},
+              {"kind": "lora", "r": 4, "dropout": 0.1},
+              {"kind": "last_layers", "n_blocks": 1, "final_norm": True},
+              {"kind": "last_layers", "n_blocks": 0}, {"kind": "full"}]
+
+
+def _counted(fn) -> int:
+    """FLOPs of fn() by torch's FLOP counter, attention scores left out as the formula leaves
+    them out: the attention modules' batched products (sdpa, or bmm where it runs as math)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    counts = counter.get_flop_counts()
+    scores = sum(n for module, ops in counts.items() if module.endswith(".attn")
+                 for op, n in ops.items() if "bmm" in str(op) or "scaled_dot_product" in str(op))
+    return sum(counts["Global"].values()) - scores
+
+
+@pytest.mark.parametrize("spec", FLOP_KINDS, ids=[f"{s['kind']}-{len(s)}" for s in FLOP_KINDS])
+def test_the_flop_formula_counts_what_one_training_step_computes(tokenizer, spec):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from peftsum.config import TrainingConfig
+    from peftsum.evaluation.generate import loss_sums
+    from peftsum.methods import from_config
+    from peftsum.methods.common import decoder_blocks, final_norm, unwrap
+    from peftsum.training.loop import Trainer
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=512, n_embd=64, n_layer=6, n_head=2,
+                                       n_positions=128))
+    # 4 rows of 24 tokens, a 16-token source and an 8-token summary: no padding
+    examples = [{"input_ids": torch.randint(1, 500, (24,)).tolist(), "source_len": 16}
+                for _ in range(8)]
+    method = from_config("m", {**spec, "lr": 1e-3})
+    model, _ = method.wrap(model, tokenizer)
+    cfg = TrainingConfig.from_dict({"batch_size": 4, "grad_accum": 2, "max_steps": 1,
+                                    "eval_every": 100, "attention": "sdpa", "patience": None})
+    trainer = Trainer(model, tokenizer, method, cfg, 0, examples, examples[:1],
+                      torch.device("cpu"))
+    fit = _counted(trainer.fit)
+    validation = _counted(lambda: loss_sums(trainer.model, trainer.val_set, 4, 0, trainer.dev))
+    s, base = trainer.state, unwrap(trainer.model)
+    per_position = measure.flops_per_position(trainer.model, decoder_blocks(base),
+                                              final_norm(base), base.get_output_embeddings())
+    formula = measure.training_flops(per_position, s["tokens"] + s["samples"] *
+                                     method.params.prompt_positions, s["logit_tokens"])
+    assert s["logit_tokens"] == 8 * 9  # from the position before the first summary token on
+    assert formula["total"] == pytest.approx(fit - validation, rel=0.03)
+
+
+def test_a_checkpoint_of_a_two_gpu_run_restores_its_rng_with_one_gpu(monkeypatch):
+    """Written where two GPUs were visible, resumed where one is: the current device's state
+    is restored, and no GPU that is not there is asked for one."""
+    from peftsum.training import checkpoint
+
+    restored = []
+
+    def set_rng_state(state, device="cuda"):
+        index = torch.device(device).index if not isinstance(device, int) else device
+        if index is not None and index >= 1:
+            raise IndexError(f"no CUDA device {index}: one is visible")
+        restored.append(state)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": torch.tensor([7]))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    written = checkpoint.rng_state()
+    assert [t.tolist() for t in written["cuda"]] == [[7]]  # this rank's device only
+    two_gpus = {**written, "cuda": [torch.tensor([1]), torch.tensor([2])]}
+    checkpoint.set_rng_state(two_gpus)
+    assert [t.tolist() for t in restored] == [[1]]

@@ -100,7 +100,8 @@ def decode(owner, cache, start: Prefilled, max_new_tokens: int, eos_id: int, pad
     """The new tokens of every row (first included), up to its EOS or max_new_tokens; rows past
     their EOS hold pad_id until they leave the batch."""
     blocker = NoRepeatNGramLogitsProcessor(no_repeat_ngram_size) if no_repeat_ngram_size else None
-    rows = torch.arange(len(start.first_tokens))  # the batch rows still in the cache
+    # The batch rows still in the cache, on the device of the masks that select among them.
+    rows = torch.arange(len(start.first_tokens), device=start.first_tokens.device)
     tokens, mask = start.first_tokens[:, None], start.prefix_mask
     ended = tokens[:, -1] == eos_id
     results: dict[int, list[int]] = {}

@@ -37,6 +37,12 @@ class MethodParams:
         """Context positions the method takes before the text (a soft prompt's length)."""
         return 0
 
+    @property
+    def prompt_positions(self) -> int:
+        """Positions the method runs through the decoder blocks before the text (a soft
+        prompt's), which training's FLOPs count."""
+        return self.reserved_positions
+
 
 # --- hyperparameter checks ------------------------------------------------------------------
 

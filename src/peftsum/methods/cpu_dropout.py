@@ -17,10 +17,10 @@ from torch import nn
 BITS = 15  # of each 16-bit quarter of a draw: torch's int64 random_() leaves the top bit 0
 
 
-def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
-    """A bool mask of `shape`, each element True with probability 1 - p (to 1/32,768)."""
+def keep_mask(shape: torch.Size, p: float, device: torch.device | None = None) -> torch.Tensor:
+    """A bool mask of `shape` on device, each element True with probability 1 - p (to 1/32,768)."""
     n = shape.numel()
-    draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()
     bits = draws.view(torch.int16)[:n].view(shape) & (2**BITS - 1)
     return bits >= round(p * 2**BITS)
 
@@ -31,7 +31,7 @@ class CpuDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
-        return x * keep_mask(x.shape, self.p).to(x.dtype).div_(1 - self.p)
+        return x * keep_mask(x.shape, self.p, x.device).to(x.dtype).div_(1 - self.p)
 
 
 def use_in_lora_layers(model) -> int:

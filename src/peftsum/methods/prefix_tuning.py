@@ -24,6 +24,10 @@ class Params(MethodParams):
     def reserved_positions(self) -> int:
         return self.num_virtual_tokens  # the text's positions start after the prefix
 
+    @property
+    def prompt_positions(self) -> int:
+        return 0  # the prefix is keys and values only: no block computes its positions
+
 
 def kv_dim(config) -> int:
     """Width of one layer's keys (= values): head_dim x key/value heads, as PEFT sizes a prefix

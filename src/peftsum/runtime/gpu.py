@@ -7,13 +7,20 @@ dies, even on SIGKILL, so a crashed job never keeps a GPU. The lease sets CUDA_V
 
 A job's torchrun workers run in their own sessions and outlive a killed launcher, so each rank
 also holds a second lock on its GPU (gpu<id>.rank.lock): a GPU is free only when both are.
+
+Every user's jobs on a workstation share one lock folder (GPUs are shared whoever runs the job):
+it is world-writable with the sticky bit, as /tmp, and lock files are readable and writable by
+all. A lock file is opened without O_CREAT when it exists, which fs.protected_regular refuses in
+such a folder for a file another user owns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +30,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+WAIT_LOG_SECONDS = 60.0  # a job waiting for GPUs says who holds them this often
 
 
 LEASE_ENV = "PEFTSUM_GPU_LEASE"  # set by a lease to its lock folder: the ranks lock there too
@@ -60,9 +68,33 @@ class Lease:
         self._files = []
 
 
+def shared_folder(folder: Path) -> Path:
+    """folder (and its missing parents) created world-writable with the sticky bit, so that
+    every user's jobs can add their lock files and none can remove another's."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        with contextlib.suppress(PermissionError):  # another user made it first
+            created.chmod(0o1777)  # mkdir's mode passes through the umask
+    return folder
+
+
+def _open_shared(path: Path):
+    """path opened for reading and writing, created readable and writable by all users."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            os.fchmod(fd, 0o666)  # past the umask: other users lock it too
+        except FileExistsError:  # another job created it in between
+            fd = os.open(path, os.O_RDWR)
+    return os.fdopen(fd, "r+")
+
+
 def _flock(path: Path):
     """The open file holding an exclusive flock on path, or None when another process holds it."""
-    f = open(path, "a+")  # noqa: SIM115 (held open for the job's life)
+    f = _open_shared(path)
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -73,6 +105,40 @@ def _flock(path: Path):
     f.write(f"{os.getpid()}\n")
     f.flush()
     return f
+
+
+def _is_held(path: Path) -> bool:
+    """Whether a process holds the lock file path (probed without taking it)."""
+    try:
+        with open(path) as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except FileNotFoundError:
+        return False
+    return False  # closing the file dropped the shared lock
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock file path, as its holder wrote it: pid, user and command."""
+    try:
+        pid = int(path.read_text().split()[0])
+        user = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError, IndexError, KeyError):
+        return "unknown"
+    return f"pid {pid} ({user}: {command.strip()[:120]})"
+
+
+def _log_wait(ids: list[str], lock_dir: Path, waited: float) -> None:
+    """Which of ids are taken and by whom, after waiting `waited` seconds for them."""
+    taken = []
+    for gpu_id in ids:
+        held = [p for p in (lock_dir / f"gpu{gpu_id}.lock", lock_dir / f"gpu{gpu_id}.rank.lock")
+                if _is_held(p)]
+        if held:
+            taken.append(f"GPU {gpu_id} by {_holder(held[0])}")
+    log.info("waiting %.0f s for GPUs so far; taken: %s", waited, "; ".join(taken) or "none now")
 
 
 def _try_lock(lock_dir: Path, gpu_id: str):
@@ -138,12 +204,15 @@ def lease(n: int, ids: list[str] | None = None, lock_dir: Path | None = None,
         return Lease([], [])
     if n > len(ids):
         raise RuntimeError(f"asked for {n} GPUs, only {len(ids)} visible ({','.join(ids)})")
-    lock_dir = Path(lock_dir or default_lock_dir())
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
+    lock_dir = shared_folder(Path(lock_dir or default_lock_dir()))
+    start, logged = time.monotonic(), None
     while (got := _take(n, ids, lock_dir)) is None:
-        if timeout is not None and time.monotonic() - start > timeout:
+        now = time.monotonic()
+        if timeout is not None and now - start > timeout:
             raise TimeoutError(f"no {n} free GPUs among {','.join(ids)} after {timeout:.0f} s")
+        if logged is None or now - logged >= WAIT_LOG_SECONDS:
+            _log_wait(ids, lock_dir, now - start)
+            logged = now
         time.sleep(POLL_SECONDS)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(got.ids)
     os.environ[LEASE_ENV] = str(lock_dir)

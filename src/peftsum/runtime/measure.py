@@ -115,12 +115,23 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-# Dense bf16 (V100, T4: fp16) tensor-core peaks from the vendors' data sheets (half the
-# "with sparsity" figure), by the words of the name torch.cuda.get_device_name reports.
-PEAK_FLOPS = {("H100",): 989e12, ("H100", "PCIe"): 756e12, ("H100", "NVL"): 835e12,
-              ("H200",): 989e12, ("H200", "NVL"): 835e12, ("GH200",): 989e12,
-              ("A100",): 312e12, ("L40S",): 362e12, ("L40",): 181e12, ("L4",): 121e12,
-              ("A10",): 125e12, ("RTX", "4090"): 165e12, ("V100",): 125e12, ("T4",): 65e12}
+# Dense tensor-core peaks with FP32 accumulation (what autocast training runs), bf16 where the
+# GPU has it (V100, T4, RTX 2080 Ti: fp16), from the vendors' data sheets and architecture
+# whitepapers (half the "with sparsity" figure), by the words of the name that
+# torch.cuda.get_device_name reports. GeForce cards accumulate in FP32 at half their FP16-
+# accumulate rate: their whitepapers' "FP16 Tensor TFLOPS with FP32 Accumulate" is the figure.
+PEAK_FLOPS = {
+    ("H100",): 989e12, ("H100", "PCIe"): 756e12, ("H100", "NVL"): 835e12,  # H100 data sheet
+    ("H200",): 989e12, ("H200", "NVL"): 835e12, ("GH200",): 989e12,  # H200, GH200 data sheets
+    ("A100",): 312e12,  # A100 data sheet
+    ("L40S",): 362e12, ("L40",): 181e12, ("L4",): 121e12, ("A10",): 125e12,  # data sheets
+    ("A40",): 149.7e12,  # A40 data sheet: 299.4 with sparsity
+    ("RTX", "A6000"): 154.8e12,  # RTX A6000 data sheet: 309.7 with sparsity
+    ("RTX", "6000", "Ada"): 364.2e12,  # RTX 6000 Ada data sheet: 1,457 FP8 with sparsity / 4
+    ("RTX", "4090"): 165e12,  # Ada Lovelace whitepaper (Appendix A): 165.2
+    ("RTX", "3090"): 71e12, ("RTX", "3090", "Ti"): 80e12,  # Ampere GA102 whitepaper: 71, 80
+    ("RTX", "2080", "Ti"): 53.8e12,  # Turing whitepaper: 53.8 fp16 (no bf16)
+    ("V100",): 125e12, ("T4",): 65e12}  # V100, T4 data sheets (fp16)
 
 
 def peak_flops(name: str) -> float | None:
@@ -132,21 +143,39 @@ def peak_flops(name: str) -> float | None:
     return PEAK_FLOPS[max(matches, key=len)] if matches else None
 
 
-def training_flops_per_token(base: torch.nn.Module, blocks, head: torch.nn.Module) -> dict:
-    """Model FLOPs per real token of one training step, attention scores left out.
+def flops_per_position(model: torch.nn.Module, blocks, norm: torch.nn.Module,
+                       head: torch.nn.Module) -> dict:
+    """Model FLOPs of one training step per position, attention scores left out, in two parts:
+    "blocks" for each position the decoder blocks compute (the text's real tokens and a soft
+    prompt's), "head" for each position whose logits are computed (the loss pass keeps only
+    those from the one before the batch's first summary token on).
 
-    forward: 2 x (block + head parameters); activation gradients: 2 x the parameters from the
-    lowest trained layer up (prompt tuning and LoRA go all the way down, a trained head alone
-    needs none); weight gradients: 2 x the trained parameters of those layers.
+    forward: 2 x the blocks' matrix weights (biases, norms and IA3's vectors cost no products);
+    activation gradients: 2 x those from the lowest trained layer up (prompt tuning and LoRA go
+    all the way down, a trained head alone needs none; the lowest trained block's first
+    products are charged one they may skip: LoRA's frozen layer-0 c_attn); weight gradients:
+    2 x the trained matrix weights. What trains outside the blocks, the final norm
+    and the head (a soft prompt, embeddings) lies below the blocks.
     """
-    block_sizes = [sum(p.numel() for p in b.parameters()) for b in blocks]
+    block_sizes = [sum(p.numel() for p in b.parameters() if p.dim() > 1) for b in blocks]
     head_size = head.weight.numel()
     trained_blocks = [i for i, b in enumerate(blocks) if any(p.requires_grad for p in b.parameters())]
-    in_stack = {id(p) for m in [*blocks, head] for p in m.parameters()}
-    below_stack = any(p.requires_grad and id(p) not in in_stack for p in base.parameters())
+    in_stack = {id(p) for m in [*blocks, norm, head] for p in m.parameters()}
+    below_stack = any(p.requires_grad and id(p) not in in_stack for p in model.parameters())
     lowest = 0 if below_stack else (trained_blocks[0] if trained_blocks else len(blocks))
-    activation = 2 * sum(block_sizes[lowest:]) + (2 * head_size if lowest < len(blocks) else 0)
-    weights = 2 * sum(p.numel() for m in [*blocks, head] for p in m.parameters() if p.requires_grad)
-    forward = 2 * (sum(block_sizes) + head_size)
-    return {"forward": forward, "activation_backward": activation, "weight_backward": weights,
-            "total": forward + activation + weights}
+    return {
+        "blocks": {"forward": 2 * sum(block_sizes),
+                   "activation_backward": 2 * sum(block_sizes[lowest:]),
+                   "weight_backward": 2 * sum(p.numel() for b in blocks for p in b.parameters()
+                                              if p.requires_grad and p.dim() > 1)},
+        "head": {"forward": 2 * head_size,
+                 "activation_backward": 2 * head_size if lowest < len(blocks) else 0,
+                 "weight_backward": 2 * head_size if head.weight.requires_grad else 0}}
+
+
+def training_flops(per_position: dict, positions: int, logit_positions: int) -> dict:
+    """Model FLOPs of training over `positions` block positions, `logit_positions` of them with
+    logits (per_position: flops_per_position's), by pass and in total."""
+    flops = {k: per_position["blocks"][k] * positions + per_position["head"][k] * logit_positions
+             for k in ("forward", "activation_backward", "weight_backward")}
+    return {**flops, "total": sum(flops.values())}

@@ -23,13 +23,15 @@ FILE = "checkpoint.pt"
 
 
 def rng_state() -> dict:
+    """This process's random states. CUDA's is the current device's only: the one this rank
+    draws from, which a resume with another number of visible GPUs can still restore."""
     np_state = np.random.get_state()
     return {
         "python": random.getstate(),
         # numpy's state holds an ndarray, which weights_only loading refuses: store a tensor.
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
     }
 
 
@@ -39,7 +41,8 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # the first: the current device's, or device 0's where every visible GPU's was saved
+        torch.cuda.set_rng_state(state["cuda"][0])
 
 
 def save(folder: Path, state: dict) -> None:

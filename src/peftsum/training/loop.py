@@ -28,19 +28,26 @@ from peftsum.data import models
 from peftsum.data.batches import collate, length_grouped_batches, pad_fraction
 from peftsum.files import atomic_path, read_jsonl, write_json, write_jsonl
 from peftsum.methods import Method
-from peftsum.methods.common import decoder_blocks, save_trainable, trainable_state, unwrap
+from peftsum.methods.common import (
+    decoder_blocks,
+    final_norm,
+    save_trainable,
+    trainable_state,
+    unwrap,
+)
 from peftsum.runtime import distributed
 from peftsum.runtime.measure import (
     GpuMonitor,
     device_name,
+    flops_per_position,
     peak_flops,
     peak_gpu_mb,
     peak_rss_mb,
-    training_flops_per_token,
+    training_flops,
 )
 from peftsum.runtime.precision import amp_dtype, autocast, place, training_attention
 from peftsum.training import checkpoint, lock
-from peftsum.training.loss import loss_sums, summary_nll, summary_span
+from peftsum.training.loss import logit_columns, loss_sums, summary_nll, summary_span
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +132,7 @@ class Trainer:
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.dtype == torch.float16)
         self.state = {"step": 0, "epoch": 0, "epoch_step": 0, "best_step": None,
-                      "best_val_loss": math.inf, "bad_evals": 0, "last_eval_step": None, "tokens": 0, "samples": 0,
+                      "best_val_loss": math.inf, "bad_evals": 0, "last_eval_step": None, "tokens": 0, "logit_tokens": 0, "samples": 0,
                       "seconds": 0.0, "epoch_seconds": [], "stopped_early": False}
         self.rows: list[dict] = []
         self.best_weights: dict | None = None
@@ -166,22 +173,26 @@ class Trainer:
         """
         mine = micro_batches[self.rank::self.world]
         scale = self.world / len(micro_batches)
-        stats = {"loss": 0.0, "tokens": 0, "samples": 0, "pad": 0.0, "micro": len(mine)}
+        stats = {"loss": 0.0, "tokens": 0, "logit_tokens": 0, "samples": 0, "pad": 0.0,
+                 "micro": len(mine)}
         if not mine:  # a short last step left this rank nothing: it must still join the reduce
             self._join_reduce(micro_batches[0])
         for i, indices in enumerate(mine):
             last = i == len(mine) - 1
             no_sync = self.net.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
             host = self._host_batch(indices)
+            span = summary_span(host["labels"])
             with no_sync:
                 with autocast(self.dev, self.dtype):
-                    nll, n_tokens = summary_nll(self.net, self._on_device(host),
-                                                summary_span(host["labels"]))
+                    nll, n_tokens = summary_nll(self.net, self._on_device(host), span)
                 loss = nll / max(1, n_tokens)
                 extra = self.method.regularization(self.model)
                 self.scaler.scale((loss if extra is None else loss + extra) * scale).backward()
             stats["loss"] += loss.detach()
             stats["tokens"] += int(host["attention_mask"].sum())
+            # the real tokens whose logits the loss pass computed (FLOPs of the LM head)
+            stats["logit_tokens"] += int(host["attention_mask"][:, -logit_columns(
+                host["labels"], span):].sum())
             stats["samples"] += len(indices)
             stats["pad"] += pad_fraction(host)
         self.scaler.unscale_(self.optimizer)
@@ -274,7 +285,10 @@ class Trainer:
                     hook.after_step(s["step"], micro_batches, stats)
                 for key in window:
                     window[key] += stats[key]
-                s["tokens"] += int(distributed.all_sum(stats["tokens"], dev=self.dev)[0])
+                tokens, logit_tokens = distributed.all_sum(stats["tokens"], stats["logit_tokens"],
+                                                           dev=self.dev)
+                s["tokens"] += int(tokens)
+                s["logit_tokens"] += int(logit_tokens)
                 s["samples"] += sum(map(len, micro_batches))
                 s["step"] += 1
                 s["epoch_step"] += 1
@@ -380,10 +394,12 @@ def over_ranks(ranks: list[dict]) -> dict:
 
 def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
     base = unwrap(trainer.model)
-    flops = training_flops_per_token(trainer.model, decoder_blocks(base),
-                                     base.get_output_embeddings())
+    per_position = flops_per_position(trainer.model, decoder_blocks(base), final_norm(base),
+                                      base.get_output_embeddings())
+    positions = state["tokens"] + state["samples"] * trainer.method.params.prompt_positions
+    flops = training_flops(per_position, positions, state["logit_tokens"])
     seconds = state["seconds"]
-    total_flops = flops["total"] * state["tokens"]
+    total_flops = flops["total"]
     peak = peak_flops(device_name(trainer.dev)) if trainer.dtype is not None else None
     world = trainer.world
     return {
@@ -399,7 +415,10 @@ def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_byte
             "device": device_name(trainer.dev),
             "gpu_count": world if trainer.dev.type == "cuda" else 0,
             "precision": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "float32",
-            "attention": trainer.attention, "flops_per_token": flops, "train_flops": total_flops,
+            "attention": trainer.attention, "train_flops": total_flops,
+            # per real token: the blocks' FLOPs of a soft prompt and the head's of the logits
+            # computed, shared over the text's tokens
+            "flops_per_token": {k: v / max(1, state["tokens"]) for k, v in flops.items()},
             "mfu": total_flops / seconds / (peak * world) if peak else None,
             "checkpoint_mb": weights_bytes / 2**20, **measured,
         },

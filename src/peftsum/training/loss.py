@@ -19,6 +19,12 @@ def summary_span(labels: torch.Tensor) -> tuple[int, int]:
     return first, int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
+def logit_columns(labels: torch.Tensor, span: tuple[int, int]) -> int:
+    """How many of the last columns the loss pass computes logits for: from the one before the
+    batch's first summary column (span: summary_span of labels) to the end."""
+    return labels.shape[1] - max(span[0] - 1, 0)
+
+
 def summary_nll(model, batch: dict[str, torch.Tensor], span: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, int]:
     """Summed negative log-likelihood of the summary tokens, and how many there were; span:
@@ -28,8 +34,8 @@ def summary_nll(model, batch: dict[str, torch.Tensor], span: tuple[int, int] | N
     LM head over the article would be wasted work (most of GPT-2's head FLOPs on CNN/DailyMail).
     """
     labels = batch["labels"]  # (B, T)
-    first, count = span or summary_span(labels)
-    keep = labels.shape[1] - max(first - 1, 0)
+    span = span or summary_span(labels)
+    keep, count = logit_columns(labels, span), span[1]
     # use_cache=False: HF models default to the config's use_cache, and a cache would copy every
     # layer's keys and values (torch.cat) in a pass that never decodes.
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

@@ -29,10 +29,10 @@ from peftsum.data import models
 from peftsum.data.batches import collate
 from peftsum.data.tokenize import IGNORE_INDEX, make_labels
 from peftsum.methods import Method
-from peftsum.methods.common import decoder_blocks, unwrap
+from peftsum.methods.common import decoder_blocks, final_norm, unwrap
 from peftsum.methods.prompt_tuning import initial_prompt
 from peftsum.runtime import distributed
-from peftsum.runtime.measure import training_flops_per_token
+from peftsum.runtime.measure import flops_per_position
 from peftsum.runtime.precision import amp_dtype, autocast
 from peftsum.tools.bench.presets import Job
 from peftsum.training.loop import (
@@ -76,15 +76,14 @@ def _now(dev: torch.device) -> float:
 
 
 def _flops(model) -> dict:
-    """Training FLOPs per real token by the package's formula, and the LM head's part of them:
-    its forward, its activation gradient when gradients flow below it, its weight gradient when
-    it trains, 2 FLOPs per weight each."""
+    """Training FLOPs per real token by the package's formula with the LM head on every token,
+    and the head's part of them (report.MFU_FORMULA says how each MFU counts the head)."""
     base = unwrap(model)
-    head = base.get_output_embeddings()
-    flops = training_flops_per_token(model, decoder_blocks(base), head)
-    passes = 1 + (flops["activation_backward"] > 0) + head.weight.requires_grad
-    return {"flops_per_token": flops["total"],
-            "head_flops_per_token": 2 * head.weight.numel() * passes}
+    per_position = flops_per_position(model, decoder_blocks(base), final_norm(base),
+                                      base.get_output_embeddings())
+    head = sum(per_position["head"].values())
+    return {"flops_per_token": sum(per_position["blocks"].values()) + head,
+            "head_flops_per_token": head}
 
 
 def _optimizer(model, method: Method, cfg: TrainingConfig):
