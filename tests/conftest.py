@@ -14,6 +14,17 @@ from peftsum import methods, stages
 from peftsum.data.models import gpt2_tokenizer
 
 
+@pytest.fixture(autouse=True)
+def cpu_precision_in_tests(monkeypatch, tmp_path_factory):
+    """cpu_bf16: auto resolves to fp32 in tests whatever the CPU (a probe that finds both
+    precisions equally fast), its cache outside the repository."""
+    from peftsum.runtime import precision
+
+    monkeypatch.setattr(precision, "CACHE_DIR", tmp_path_factory.mktemp("precision"))
+    monkeypatch.setattr(precision, "probe_seconds", lambda: (1.0, 1.0))
+    precision._cached_speeds.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     tok = gpt2_tokenizer()

@@ -302,7 +302,7 @@ class TrainingConfig:
     eval_samples: int | None = None
     patience: int | None = 3
     log_every: int = 10
-    cpu_bf16: bool = False
+    cpu_bf16: bool | str = "auto"  # true, false or auto (runtime.precision.cpu_choice)
     checkpoint_every: int = 50
     compile: bool = False
     attention: str = "sdpa"
@@ -321,7 +321,7 @@ class EvalConfig:
     max_new_tokens: int = 128
     num_beams: int = 1
     no_repeat_ngram_size: int = 3
-    cpu_bf16: bool = False
+    cpu_bf16: bool | str = "auto"  # true, false or auto (runtime.precision.cpu_choice)
 
     @classmethod
     def from_dict(cls, values: dict) -> EvalConfig:

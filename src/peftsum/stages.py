@@ -152,7 +152,8 @@ def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, 
         "base_model": {**models.model_info(model_dir), "dir": str(model_dir)},
         "template": stats["template"],
         "reserved_positions": stats["reserved_positions"],
-        "provenance": provenance.record(config_hash(run_settings(method, training, seed))),
+        "provenance": provenance.record(config_hash(run_settings(method, training, seed)),
+                                        training.cpu_bf16),
     }
     return train_module.run(Path(model_dir), Path(data_dir), method, training, seed,
                             Path(out_dir), Path(checkpoint_dir) if checkpoint_dir else None, record)

@@ -168,8 +168,9 @@ def value_text(value) -> str:
 def provenance_section(runs: dict[str, dict], setup: dict) -> Section:
     """Where and with what each run trained; runs with identical records share a row."""
     recorded = {label: r["provenance"] for label, r in runs.items() if r.get("provenance")}
-    headers = ["Runs", "Machine", "CPU", "CPU cores", "GPUs", "Python", "Versions", "Commit"]
-    table = Table(headers, [False, False, False, True, False, False, False, False])
+    headers = ["Runs", "Machine", "CPU", "CPU cores", "GPUs", "CPU precision", "Python",
+               "Versions", "Commit"]
+    table = Table(headers, [False, False, False, True, False, False, False, False, False])
     if not recorded:
         return fallback_provenance(setup, table)
     groups: dict[str, list[str]] = {}
@@ -192,6 +193,7 @@ def provenance_section(runs: dict[str, dict], setup: dict) -> Section:
                 Cell(fmt(hardware.get("cpu_model"))),
                 Cell(fmt(hardware.get("cpu_count"))),
                 Cell(gpus_text(hardware.get("gpus"))),
+                Cell(cpu_precision_text(p.get("cpu_precision"))),
                 Cell(fmt(p.get("python"))),
                 Cell(versions_text(p.get("versions") or {})),
                 Cell(commit_text(p.get("git_commit"), p.get("git_dirty"))),
@@ -224,6 +226,14 @@ def gpus_text(gpus) -> str:
     for name in gpus:
         counts[name] = counts.get(name, 0) + 1
     return ", ".join(f"{n} × {name}" for name, n in counts.items())
+
+
+def cpu_precision_text(choice: dict | None) -> str:
+    """e.g. "bfloat16 (auto; measured: bf16 1.42x fp32's speed ...)"; — where a GPU computed."""
+    if not choice:
+        return "—"
+    setting = {True: "true", False: "false"}.get(choice["setting"], choice["setting"])
+    return f"{choice['dtype']} (cpu_bf16: {setting}; {choice['reason']})"
 
 
 def versions_text(versions: dict) -> str:

@@ -61,8 +61,22 @@ def git_state(folder: Path | None = None) -> dict:
             "git_dirty": bool(status.strip()) if status is not None else None}
 
 
-def record(config_hash: str) -> dict:
-    """The provenance of a run starting now; config_hash identifies its settings."""
+def cpu_precision(cpu_bf16: bool | str | None) -> dict | None:
+    """The CPU's bf16-or-fp32 choice for the setting cpu_bf16 and why (runtime.precision); None
+    where a GPU computes or no setting is given."""
+    import torch
+
+    if cpu_bf16 is None or torch.cuda.is_available():
+        return None
+    from peftsum.runtime.precision import cpu_choice
+
+    return cpu_choice(cpu_bf16)
+
+
+def record(config_hash: str, cpu_bf16: bool | str | None = None) -> dict:
+    """The provenance of a run starting now; config_hash identifies its settings, cpu_bf16 is
+    its precision setting (recorded with the choice it leads to on this machine)."""
     return {"started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **git_state(), "config_hash": config_hash, "python": platform.python_version(),
-            "versions": versions(), "hardware": hardware()}
+            "versions": versions(), "hardware": hardware(),
+            "cpu_precision": cpu_precision(cpu_bf16)}

@@ -1,0 +1,76 @@
+"""The CPU's precision: bf16 only where a short probe finds it faster, cached per machine."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from peftsum.runtime import precision, provenance
+
+CPU = torch.device("cpu")
+REAL_PROBE = precision.probe_seconds  # before conftest's fixture replaces it
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    """The probe's answer as (bf16 seconds, fp32 seconds); counts how often it ran."""
+    calls = []
+
+    def answer(bf16_s, fp32_s):
+        def probe_seconds():
+            calls.append(1)
+            return bf16_s, fp32_s
+        monkeypatch.setattr(precision, "probe_seconds", probe_seconds)
+        precision._cached_speeds.cache_clear()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    answer.calls = calls
+    return answer
+
+
+@pytest.mark.parametrize("bf16_s, fp32_s, dtype", [(0.5, 1.0, torch.bfloat16),
+                                                    (1.0, 0.6, None), (1.0, 1.05, None)])
+def test_auto_takes_bf16_only_where_measured_faster(probe, bf16_s, fp32_s, dtype):
+    probe(bf16_s, fp32_s)
+    assert precision.amp_dtype(CPU, "auto") == dtype
+    choice = precision.cpu_choice("auto")
+    assert choice["dtype"] == str(dtype or torch.float32).removeprefix("torch.")
+    assert (choice["bf16_s"], choice["fp32_s"]) == (bf16_s, fp32_s)
+
+
+def test_the_measurement_is_cached_per_machine_torch_and_threads(probe, monkeypatch):
+    probe(0.5, 1.0)
+    first = precision.cpu_speeds()
+    precision._cached_speeds.cache_clear()  # a new job: only the file is left
+    assert precision.cpu_speeds() == first and len(probe.calls) == 1
+    saved = json.loads(Path(first["cache"]).read_text())
+    assert saved["cpu_model"] == provenance.cpu_model() and saved["torch"] == torch.__version__
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert precision.cpu_speeds()["threads"] == threads + 1 and len(probe.calls) == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_config_forces_either_and_emulated_bf16_is_never_chosen(probe, monkeypatch):
+    probe(0.5, 1.0)
+    assert precision.amp_dtype(CPU, False) is None
+    probe(1.0, 0.5)
+    assert precision.amp_dtype(CPU, True) == torch.bfloat16
+    assert probe.calls == []  # forced: nothing measured
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    probe(0.5, 1.0)
+    assert precision.amp_dtype(CPU, "auto") is None and precision.amp_dtype(CPU, True) is None
+
+
+def test_provenance_records_the_choice_and_why(probe):
+    probe(0.5, 1.0)
+    recorded = provenance.record("hash", "auto")["cpu_precision"]
+    assert recorded["dtype"] == "bfloat16" and "2.00x" in recorded["reason"]
+    assert provenance.record("hash")["cpu_precision"] is None
+
+
+def test_the_real_probe_times_both_precisions():
+    bf16_s, fp32_s = REAL_PROBE()
+    assert bf16_s > 0 and fp32_s > 0
