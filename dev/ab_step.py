@@ -38,7 +38,8 @@ def build(job: presets.Job, method: str, variant: str):
     if not cpu_dropout:
         for module in model.modules():
             for key, dropout in getattr(module, "lora_dropout", {}).items():
-                module.lora_dropout[key] = nn.Dropout(dropout.p)
+                if hasattr(dropout, "p"):  # nn.Identity where the dropout is 0
+                    module.lora_dropout[key] = nn.Dropout(dropout.p)
     return precision.place(model, torch.device("cpu"), torch.bfloat16).train()
 
 
@@ -46,9 +47,10 @@ def time_once(model, batch: dict) -> tuple[float, float]:
     start = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         nll, count = summary_nll(model, batch, summary_span(batch["labels"]))
-    (nll / count).backward()
+    loss = nll / count
+    loss.backward()
     model.zero_grad(set_to_none=True)
-    return time.perf_counter() - start, float(nll / count)
+    return time.perf_counter() - start, loss.item()
 
 
 def main(job_path: str, method: str, a: str, b: str, rounds: str = "5") -> None:

@@ -40,7 +40,8 @@ def main(model_dir: str, threads: str = "2") -> None:
         results[kind], seconds = stepped(params, options)
         print(f"{kind}: {seconds * 1e3:.0f} ms per step (best of 5), {len(params)} tensors, "
               f"{sum(p.numel() for p in params) / 1e6:.1f}M parameters", flush=True)
-    gap = max(float((a - b).abs().max()) for a, b in zip(results["fused"], results["for-loop"]))
+    gap = max(float((a - b).detach().abs().max())
+              for a, b in zip(results["fused"], results["for-loop"]))
     print("max |fused - for-loop| after 6 steps:", gap)
 
 
