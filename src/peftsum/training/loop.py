@@ -75,7 +75,8 @@ class Trainer:
 
     def __init__(self, model, tokenizer, method: Method, cfg: TrainingConfig, seed: int,
                  train: list[dict], validation: list[dict], dev: torch.device,
-                 checkpoint_dir: Path | None = None, fingerprint: str = ""):
+                 checkpoint_dir: Path | None = None, fingerprint: str = "",
+                 dtype: torch.dtype | str | None = "auto"):
         self.rank, self.world, _ = distributed.world()
         self.dev, self.method, self.cfg, self.seed = dev, method, cfg, seed
         self.pad_id = tokenizer.pad_token_id
@@ -83,7 +84,8 @@ class Trainer:
         self.val_set = validation[: cfg.eval_samples][self.rank::self.world]  # this rank's share
         self.lengths = [len(e["input_ids"]) for e in train]
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
-        self.dtype = amp_dtype(dev, cfg.cpu_bf16)
+        # "auto": the device's mixed precision; a dtype, or None for fp32, forces one (gpucheck)
+        self.dtype = amp_dtype(dev, cfg.cpu_bf16) if dtype == "auto" else dtype
         self.attention = training_attention(cfg.attention, dev, self.dtype)
         unwrap(model).set_attn_implementation(self.attention)
         self.model = place(model, dev, self.dtype)
@@ -361,12 +363,18 @@ def over_ranks(ranks: list[dict]) -> dict:
             "gpu_util_pct": sum(util) / len(util) if util else None, **peaks, "per_rank": ranks}
 
 
-def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
-    base = unwrap(trainer.model)
+def flops_of(trainer: Trainer) -> dict:
+    """The model FLOPs of the trainer's steps so far (runtime.measure.training_flops): the
+    blocks' over the real tokens and a soft prompt's positions, the head's over the logits."""
+    base, state = unwrap(trainer.model), trainer.state
     per_position = flops_per_position(trainer.model, decoder_blocks(base), final_norm(base),
                                       base.get_output_embeddings())
     positions = state["tokens"] + state["samples"] * trainer.method.params.prompt_positions
-    flops = training_flops(per_position, positions, state["logit_tokens"])
+    return training_flops(per_position, positions, state["logit_tokens"])
+
+
+def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
+    flops = flops_of(trainer)
     seconds = state["seconds"]
     total_flops = flops["total"]
     peak = peak_flops(device_name(trainer.dev)) if trainer.dtype is not None else None
