@@ -569,3 +569,23 @@ def test_gpu_check_records_a_step_that_runs_out_of_time_and_goes_on(tmp_path, mo
         ("unit", "timed out after 0 s"), ("ddp", "timed out after 0 s")]
     written = json.loads((tmp_path / "gpu-check.json").read_text())
     assert [s["step"] for s in written["steps"]] == ["unit", "ddp"]
+
+
+def test_a_checkpoint_waits_until_it_costs_at_most_its_share_of_the_training():
+    from peftsum.training import checkpoint
+
+    now = [0.0]
+    pacer = checkpoint.Pacer(clock=lambda: now[0])
+    assert pacer.due()  # the first: its cost is not known yet
+
+    def save(seconds):
+        now[0] += seconds
+
+    pacer.write(lambda: save(2.0))  # a large trainable: 2 s to write
+    now[0] += 2.0 / checkpoint.MAX_SHARE - 1  # training since then: not yet 20 x the write
+    assert not pacer.due()
+    now[0] += 1
+    assert pacer.due()
+    pacer.write(lambda: save(0.01))  # a small one is due again almost at once
+    now[0] += 0.01 / checkpoint.MAX_SHARE
+    assert pacer.due()

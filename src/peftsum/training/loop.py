@@ -109,6 +109,7 @@ class Trainer:
                       "seconds": 0.0, "epoch_seconds": [], "stopped_early": False}
         self.rows: list[dict] = []
         self.best_weights: dict | None = None
+        self.pacer = checkpoint.Pacer()
 
     def _data_parallel(self, model):
         if self.world == 1:
@@ -272,17 +273,19 @@ class Trainer:
                     self._validate()
                 if self._done():
                     break
-                if s["step"] % cfg.checkpoint_every == 0:
+                # rank 0's clock decides for every rank: the save gathers from all of them
+                if s["step"] % cfg.checkpoint_every == 0 and distributed.all_sum(
+                        float(distributed.is_main() and self.pacer.due()), dev=self.dev)[0]:
                     s["seconds"] += time.perf_counter() - started
                     started = time.perf_counter()
-                    self._save_checkpoint()
+                    self.pacer.write(self._save_checkpoint)
             if s["last_eval_step"] != s["step"] and not s["stopped_early"]:
                 self._validate()  # at each epoch end, and once more where max_steps ended it
             s["seconds"] += time.perf_counter() - started
             s["epoch_seconds"].append(s["seconds"] - sum(s["epoch_seconds"]))
             s.update(epoch=s["epoch"] + 1, epoch_step=0)
             if not self._done():
-                self._save_checkpoint()
+                self.pacer.write(self._save_checkpoint)
         progress.close()
         return s
 
