@@ -348,6 +348,14 @@ def test_nvml_takes_the_device_by_its_uuid(monkeypatch):
     assert figures == {"gpu_util_pct": 80, "gpu_energy_j": 5.0}
 
 
+def test_without_nvidia_ml_py_the_figures_are_blank_and_say_why(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    with caplog.at_level("WARNING", logger=measure.__name__):
+        monitor = measure.GpuMonitor(torch.device("cuda", 0))
+    assert monitor.summary() == {"gpu_util_pct": None, "gpu_energy_j": None}
+    assert "pip install -e '.[gpu]'" in caplog.text
+
+
 @pytest.mark.parametrize(("fails", "blank"), [
     (["init"], ["gpu_util_pct", "gpu_energy_j"]), (["handle"], ["gpu_util_pct", "gpu_energy_j"]),
     (["energy"], ["gpu_energy_j"]), (["util"], ["gpu_util_pct"])])
