@@ -105,11 +105,13 @@ class Trainer:
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.dtype == torch.float16)
         self.state = {"step": 0, "epoch": 0, "epoch_step": 0, "best_step": None,
-                      "best_val_loss": math.inf, "bad_evals": 0, "last_eval_step": None, "tokens": 0, "logit_tokens": 0, "samples": 0,
+                      "best_val_loss": math.inf, "bad_evals": 0, "last_eval_step": None,
+                      "tokens": 0, "logit_tokens": 0, "samples": 0,
                       "seconds": 0.0, "epoch_seconds": [], "stopped_early": False}
         self.rows: list[dict] = []
         self.best_weights: dict | None = None
         self.pacer = checkpoint.Pacer()
+        self.unsettled = {"tokens": 0, "logit_tokens": 0}  # this rank's, not yet in the state
 
     def _data_parallel(self, model):
         if self.world == 1:
@@ -208,7 +210,16 @@ class Trainer:
         log.info("step %d: loss %.4f lr %.2e %.0f tokens/s pad %.1f%%", row["step"],
                  row["train_loss"], row["lr"], row["tokens_per_s"], 100 * row["pad_fraction"])
 
+    def _settle_counts(self) -> None:
+        """Every rank's tokens since the last call, added to the state in one all-reduce: at
+        checkpoints and at the end, not every step, where it would wait for the GPU."""
+        summed = distributed.all_sum(*self.unsettled.values(), dev=self.dev)
+        for key, value in zip(self.unsettled, summed):
+            self.state[key] += int(value)
+        self.unsettled = dict.fromkeys(self.unsettled, 0)
+
     def _save_checkpoint(self) -> None:
+        self._settle_counts()
         if self.checkpoint_dir is None:
             return
         # Each rank's own RNG state (dropout masks differ by rank): a resumed run is then the
@@ -258,10 +269,8 @@ class Trainer:
                 stats = self._step(micro_batches)
                 for key in window:
                     window[key] += stats[key]
-                tokens, logit_tokens = distributed.all_sum(stats["tokens"], stats["logit_tokens"],
-                                                           dev=self.dev)
-                s["tokens"] += int(tokens)
-                s["logit_tokens"] += int(logit_tokens)
+                for key in self.unsettled:
+                    self.unsettled[key] += stats[key]
                 s["samples"] += sum(map(len, micro_batches))
                 s["step"] += 1
                 s["epoch_step"] += 1
@@ -287,6 +296,7 @@ class Trainer:
             if not self._done():
                 self.pacer.write(self._save_checkpoint)
         progress.close()
+        self._settle_counts()
         return s
 
 
