@@ -48,9 +48,11 @@ test: $(STAMP)
 test-slurm: $(STAMP)
 	PEFTSUM_SLURM_TEST=1 $(BIN)/python -m pytest -q -s tests/test_slurm.py
 
-# On a machine with CUDA: the smoke workflow on the GPU(s), DDP over two GPUs when there are
-# two, the gpu-gpt2 bench; figures in results/gpu-check/. Without CUDA it stops at once.
-gpu-check: $(STAMP)
+# On a machine with CUDA, at most 8 minutes on one H100 (docs/gpu.md): unit checks, training
+# at the full experiment's shapes, generation, precision, DDP over two GPUs when there are two,
+# the smoke workflow; figures in results/gpu-check/. Without CUDA it stops at once. Order-only:
+# an existing venv is used as it is (no reinstall, no network).
+gpu-check: | $(STAMP)
 	$(BIN)/python -m peftsum.tools.gpucheck
 
 # The catalog's checks: formatting of the Snakefile and rules, then Snakemake's own linter.

@@ -348,6 +348,14 @@ def test_nvml_takes_the_device_by_its_uuid(monkeypatch):
     assert figures == {"gpu_util_pct": 80, "gpu_energy_j": 5.0}
 
 
+def test_without_nvidia_ml_py_the_figures_are_blank_and_say_why(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    with caplog.at_level("WARNING", logger=measure.__name__):
+        monitor = measure.GpuMonitor(torch.device("cuda", 0))
+    assert monitor.summary() == {"gpu_util_pct": None, "gpu_energy_j": None}
+    assert "pip install -e '.[gpu]'" in caplog.text
+
+
 @pytest.mark.parametrize(("fails", "blank"), [
     (["init"], ["gpu_util_pct", "gpu_energy_j"]), (["handle"], ["gpu_util_pct", "gpu_energy_j"]),
     (["energy"], ["gpu_energy_j"]), (["util"], ["gpu_util_pct"])])
@@ -492,8 +500,7 @@ def test_the_flop_formula_counts_what_one_training_step_computes(tokenizer, spec
     from peftsum.config import TrainingConfig
     from peftsum.evaluation.generate import loss_sums
     from peftsum.methods import from_config
-    from peftsum.methods.common import decoder_blocks, final_norm, unwrap
-    from peftsum.training.loop import Trainer
+    from peftsum.training.loop import Trainer, flops_of
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=512, n_embd=64, n_layer=6, n_head=2,
@@ -509,12 +516,8 @@ def test_the_flop_formula_counts_what_one_training_step_computes(tokenizer, spec
                       torch.device("cpu"))
     fit = _counted(trainer.fit)
     validation = _counted(lambda: loss_sums(trainer.model, trainer.val_set, 4, 0, trainer.dev))
-    s, base = trainer.state, unwrap(trainer.model)
-    per_position = measure.flops_per_position(trainer.model, decoder_blocks(base),
-                                              final_norm(base), base.get_output_embeddings())
-    formula = measure.training_flops(per_position, s["tokens"] + s["samples"] *
-                                     method.params.prompt_positions, s["logit_tokens"])
-    assert s["logit_tokens"] == 8 * 9  # from the position before the first summary token on
+    formula = flops_of(trainer)
+    assert trainer.state["logit_tokens"] == 8 * 9  # from the position before the first summary token on
     assert formula["total"] == pytest.approx(fit - validation, rel=0.03)
 
 
@@ -541,3 +544,58 @@ def test_a_checkpoint_of_a_two_gpu_run_restores_its_rng_with_one_gpu(monkeypatch
     two_gpus = {**written, "cuda": [torch.tensor([1]), torch.tensor([2])]}
     checkpoint.set_rng_state(two_gpus)
     assert [t.tolist() for t in restored] == [[1]]
+
+
+def test_gpu_check_rehearses_every_step_on_the_cpu(tmp_path):
+    """The real run's steps and code path at shrunk shapes: unit checks, every demo method's
+    training, generation, precision (fp32, bf16, forced fp16 with loss scaling) and DDP over two
+    processes against one (gloo)."""
+    done = subprocess.run([sys.executable, "-m", "peftsum.tools.gpucheck", "--rehearse", "--out",
+                           str(tmp_path)], capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu-check.json").read_text())
+    steps = {s["step"]: s for s in result["steps"]}
+    assert list(steps) == ["unit", "train", "generate", "precision", "ddp"]
+    assert all(s["ok"] for s in steps.values())
+    unit = steps["unit"]["figures"]
+    assert unit["greedy_with_ending_rows"] == {"rows_end_apart": True, "equal": True}
+    trained = {r["method"] for r in steps["train"]["figures"]["runs"]}
+    assert trained == {"prompt_tuning", "lora", "last_layers", "full"}
+    assert [r["precision"] for r in steps["precision"]["figures"]["runs"]] == [
+        "float32", "bfloat16", "float16"]
+    assert steps["precision"]["figures"]["runs"][2]["loss_scale"] > 0  # fp16 scales its loss
+    ddp = steps["ddp"]["figures"]
+    assert [r["world_size"] for r in ddp["runs"]] == [1, 2] and ddp["loss_max_rel_gap"] < 1e-5
+    assert steps["generate"]["figures"]["tokens_per_s"] > 0
+    assert "| train lora 2 x 2 x 24-48 |" in (tmp_path / "gpu-check.md").read_text()
+
+
+def test_gpu_check_records_a_step_that_runs_out_of_time_and_goes_on(tmp_path, monkeypatch):
+    from peftsum.tools import gpucheck
+
+    monkeypatch.setattr(gpucheck, "TIMEOUTS", {"unit": 0.1, "ddp": 0.1})
+    result = gpucheck.check(tmp_path, 0, True, {})
+    assert [(s["step"], s["status"]) for s in result["steps"]] == [
+        ("unit", "timed out after 0 s"), ("ddp", "timed out after 0 s")]
+    written = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert [s["step"] for s in written["steps"]] == ["unit", "ddp"]
+
+
+def test_a_checkpoint_waits_until_it_costs_at_most_its_share_of_the_training():
+    from peftsum.training import checkpoint
+
+    now = [0.0]
+    pacer = checkpoint.Pacer(clock=lambda: now[0])
+    assert pacer.due()  # the first: its cost is not known yet
+
+    def save(seconds):
+        now[0] += seconds
+
+    pacer.write(lambda: save(2.0))  # a large trainable: 2 s to write
+    now[0] += 2.0 / checkpoint.MAX_SHARE - 1  # training since then: not yet 20 x the write
+    assert not pacer.due()
+    now[0] += 1
+    assert pacer.due()
+    pacer.write(lambda: save(0.01))  # a small one is due again almost at once
+    now[0] += 0.01 / checkpoint.MAX_SHARE
+    assert pacer.due()

@@ -49,6 +49,8 @@ class GpuMonitor:
         try:
             import pynvml
         except ImportError:
+            log.warning("no GPU utilisation or energy figures: nvidia-ml-py is not installed "
+                        "(pip install -e '.[gpu]')")
             return None
         try:
             pynvml.nvmlInit()

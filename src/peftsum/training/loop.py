@@ -109,7 +109,7 @@ class Trainer:
     def __init__(self, model, tokenizer, method: Method, cfg: TrainingConfig, seed: int,
                  train: list[dict], validation: list[dict], dev: torch.device,
                  checkpoint_dir: Path | None = None, fingerprint: str = "",
-                 hooks: tuple[StepHook, ...] = ()):
+                 dtype: torch.dtype | str | None = "auto", hooks: tuple[StepHook, ...] = ()):
         self.rank, self.world, _ = distributed.world()
         self.dev, self.method, self.cfg, self.seed = dev, method, cfg, seed
         self.pad_id = tokenizer.pad_token_id
@@ -117,7 +117,8 @@ class Trainer:
         self.val_set = validation[: cfg.eval_samples][self.rank::self.world]  # this rank's share
         self.lengths = [len(e["input_ids"]) for e in train]
         self.checkpoint_dir, self.fingerprint, self.hooks = checkpoint_dir, fingerprint, hooks
-        self.dtype = amp_dtype(dev, cfg.cpu_bf16)
+        # "auto": the device's mixed precision; a dtype, or None for fp32, forces one (gpucheck)
+        self.dtype = amp_dtype(dev, cfg.cpu_bf16) if dtype == "auto" else dtype
         self.attention = training_attention(cfg.attention, dev, self.dtype)
         unwrap(model).set_attn_implementation(self.attention)
         self.model = place(model, dev, self.dtype)
@@ -132,10 +133,13 @@ class Trainer:
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.dtype == torch.float16)
         self.state = {"step": 0, "epoch": 0, "epoch_step": 0, "best_step": None,
-                      "best_val_loss": math.inf, "bad_evals": 0, "last_eval_step": None, "tokens": 0, "logit_tokens": 0, "samples": 0,
+                      "best_val_loss": math.inf, "bad_evals": 0, "last_eval_step": None,
+                      "tokens": 0, "logit_tokens": 0, "samples": 0,
                       "seconds": 0.0, "epoch_seconds": [], "stopped_early": False}
         self.rows: list[dict] = []
         self.best_weights: dict | None = None
+        self.pacer = checkpoint.Pacer()
+        self.unsettled = {"tokens": 0, "logit_tokens": 0}  # this rank's, not yet in the state
 
     def _data_parallel(self, model):
         if self.world == 1:
@@ -231,7 +235,16 @@ class Trainer:
         log.info("step %d: loss %.4f lr %.2e %.0f tokens/s pad %.1f%%", row["step"],
                  row["train_loss"], row["lr"], row["tokens_per_s"], 100 * row["pad_fraction"])
 
+    def _settle_counts(self) -> None:
+        """Every rank's tokens since the last call, added to the state in one all-reduce: at
+        checkpoints and at the end, not every step, where it would wait for the GPU."""
+        summed = distributed.all_sum(*self.unsettled.values(), dev=self.dev)
+        for key, value in zip(self.unsettled, summed):
+            self.state[key] += int(value)
+        self.unsettled = dict.fromkeys(self.unsettled, 0)
+
     def _save_checkpoint(self) -> None:
+        self._settle_counts()
         if self.checkpoint_dir is None:
             return
         # Each rank's own RNG state (dropout masks differ by rank): a resumed run is then the
@@ -285,10 +298,8 @@ class Trainer:
                     hook.after_step(s["step"], micro_batches, stats)
                 for key in window:
                     window[key] += stats[key]
-                tokens, logit_tokens = distributed.all_sum(stats["tokens"], stats["logit_tokens"],
-                                                           dev=self.dev)
-                s["tokens"] += int(tokens)
-                s["logit_tokens"] += int(logit_tokens)
+                for key in self.unsettled:
+                    self.unsettled[key] += stats[key]
                 s["samples"] += sum(map(len, micro_batches))
                 s["step"] += 1
                 s["epoch_step"] += 1
@@ -300,18 +311,21 @@ class Trainer:
                     self._validate()
                 if self._done():
                     break
-                if s["step"] % cfg.checkpoint_every == 0:
+                # rank 0's clock decides for every rank: the save gathers from all of them
+                if s["step"] % cfg.checkpoint_every == 0 and distributed.all_sum(
+                        float(distributed.is_main() and self.pacer.due()), dev=self.dev)[0]:
                     s["seconds"] += time.perf_counter() - started
                     started = time.perf_counter()
-                    self._save_checkpoint()
+                    self.pacer.write(self._save_checkpoint)
             if s["last_eval_step"] != s["step"] and not s["stopped_early"]:
                 self._validate()  # at each epoch end, and once more where max_steps ended it
             s["seconds"] += time.perf_counter() - started
             s["epoch_seconds"].append(s["seconds"] - sum(s["epoch_seconds"]))
             s.update(epoch=s["epoch"] + 1, epoch_step=0)
             if not self._done():
-                self._save_checkpoint()
+                self.pacer.write(self._save_checkpoint)
         progress.close()
+        self._settle_counts()
         return s
 
 
@@ -392,12 +406,18 @@ def over_ranks(ranks: list[dict]) -> dict:
             "gpu_util_pct": sum(util) / len(util) if util else None, **peaks, "per_rank": ranks}
 
 
-def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
-    base = unwrap(trainer.model)
+def flops_of(trainer: Trainer) -> dict:
+    """The model FLOPs of the trainer's steps so far (runtime.measure.training_flops): the
+    blocks' over the real tokens and a soft prompt's positions, the head's over the logits."""
+    base, state = unwrap(trainer.model), trainer.state
     per_position = flops_per_position(trainer.model, decoder_blocks(base), final_norm(base),
                                       base.get_output_embeddings())
     positions = state["tokens"] + state["samples"] * trainer.method.params.prompt_positions
-    flops = training_flops(per_position, positions, state["logit_tokens"])
+    return training_flops(per_position, positions, state["logit_tokens"])
+
+
+def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
+    flops = flops_of(trainer)
     seconds = state["seconds"]
     total_flops = flops["total"]
     peak = peak_flops(device_name(trainer.dev)) if trainer.dtype is not None else None

@@ -7,9 +7,10 @@ import statistics
 
 MFU_FORMULA = (
     "MFU = F x real tokens / seconds / measured matmul peak; F = training FLOPs per real token "
-    "(peftsum.runtime.measure.flops_per_position) = 2 x (block + LM-head params) forward "
-    "+ 2 x params from the lowest trained layer up (activation gradients) "
-    "+ 2 x trained params of blocks and head (weight gradients); attention scores left out. "
+    "(peftsum.runtime.measure.flops_per_position) = 2 x (blocks' matrix weights + LM head) "
+    "forward + 2 x those from the lowest trained layer up (activation gradients) "
+    "+ 2 x trained matrix weights of blocks and head (weight gradients); attention scores left "
+    "out. "
     "MFU* = the same with F's LM-head terms counted on the summary tokens only (the logits the "
     "loss needs), so that no loop is credited with head FLOPs it skips or blamed for ones it "
     "wastes")
