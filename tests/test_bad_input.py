@@ -616,3 +616,30 @@ def test_an_mlflow_database_under_a_file_names_the_key(tmp_path):
     cfg = tracking.TrackingConfig(mlflow=True, mlflow_uri=f"sqlite:///{tmp_path}/a_file/m.db")
     with pytest.raises(UserError, match=r"tracking\.mlflow_uri sqlite:///.*cannot make its folder"):
         tracking.tracker(cfg, "lora/seed0", {}, tmp_path)
+
+
+# --- a run folder that cannot take the results: refused before training -----------------------
+
+@pytest.mark.parametrize("damage", ["read-only", "file in the way"])
+def test_an_unwritable_run_folder_fails_before_training(smoke, tmp_path, monkeypatch, damage):
+    import os
+
+    from peftsum import stages
+    from peftsum.training import loop
+
+    if damage == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    root, cfg = smoke
+    train = tmp_path / "results" / "smoke" / "train"
+    if damage == "read-only":
+        train.mkdir(parents=True)
+        train.chmod(0o555)
+    else:
+        train.parent.mkdir(parents=True)
+        train.write_text("")
+    trained = []
+    monkeypatch.setattr(loop, "run", lambda *args, **kwargs: trained.append(args))
+    with pytest.raises(UserError, match="is not writable .*: nothing was trained"):
+        stages.train(*lora_and_training(cfg), 0, root / "model", root / "tokenized",
+                     train / "lora" / "seed0")
+    assert not trained
