@@ -643,3 +643,35 @@ def test_an_unwritable_run_folder_fails_before_training(smoke, tmp_path, monkeyp
         stages.train(*lora_and_training(cfg), 0, root / "model", root / "tokenized",
                      train / "lora" / "seed0")
     assert not trained
+
+
+# --- the same weights, the same bytes -----------------------------------------------------------
+
+SAVE_ONE = """
+import sys, torch
+from peftsum.methods.common import save_trainable
+model = torch.nn.Linear(3, 2)
+torch.nn.init.ones_(model.weight)
+torch.nn.init.zeros_(model.bias)
+save_trainable(model, sys.argv[1], {"method": {"kind": "lora", "r": 8}, "template": {"a": 1},
+                                    "base_weights_sha256": "0" * 64, "reserved_positions": 8})
+"""
+
+
+def test_identical_weights_save_to_identical_files(tmp_path):
+    """safetensors orders its metadata keys differently in each process: without sorting, the
+    same weights gave files with different sha256 sums (3 files, 4 keys: 1 chance in 576)."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    from peftsum.methods.common import check_metadata
+
+    paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", SAVE_ONE, str(path)], check=True)
+    sums = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    assert len(sums) == 1
+    with safe_open(str(paths[0]), "pt") as f:
+        assert f.get_tensor("weight").sum().item() == 6.0
+    check_metadata(paths[0], {"reserved_positions": 8, "method": {"r": 8, "kind": "lora"}})
