@@ -354,6 +354,8 @@ def test_csv_source_errors_name_file_and_line(tmp_path):
     (b'{"model_type": "gpt2",\n  "n_layer": }\n', r"config\.json:2: not valid JSON"),
     (b'{"model_type": "gpt\xff"}', r"config\.json: not UTF-8 text"),
     (b'[1]', r"config\.json: a model config is a JSON object with a 'model_type' key"),
+    (b'{"model_type": "gpt2", "n_layer": "two", "n_embd": 32, "n_head": 2}',
+     r"config\.json has a value of the wrong type \(.*'n_layer'"),
 ])
 def test_local_model_with_unreadable_config_names_the_file(tmp_path, content, needle):
     from peftsum.data import models
