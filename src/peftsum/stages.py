@@ -259,7 +259,7 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
     from peftsum.report import explorer
     from peftsum.report import render as report_module
 
-    def label(run_json: Path) -> str:  # results/train/lora/seed0/run.json -> lora/seed0
+    def label(run_json: Path) -> str:  # results/<experiment>/train/lora/seed0/run.json -> lora/seed0
         return "/".join(Path(run_json).parts[2:-1])
 
     evaluations = [json.loads((Path(p).parent / "metrics.json").read_text()) for p in predictions]
