@@ -354,6 +354,8 @@ def test_csv_source_errors_name_file_and_line(tmp_path):
     (b'{"model_type": "gpt2",\n  "n_layer": }\n', r"config\.json:2: not valid JSON"),
     (b'{"model_type": "gpt\xff"}', r"config\.json: not UTF-8 text"),
     (b'[1]', r"config\.json: a model config is a JSON object with a 'model_type' key"),
+    (b'{"model_type": "gpt2", "n_layer": "two", "n_embd": 32, "n_head": 2}',
+     r"config\.json has a value of the wrong type \(.*'n_layer'"),
 ])
 def test_local_model_with_unreadable_config_names_the_file(tmp_path, content, needle):
     from peftsum.data import models
@@ -616,3 +618,62 @@ def test_an_mlflow_database_under_a_file_names_the_key(tmp_path):
     cfg = tracking.TrackingConfig(mlflow=True, mlflow_uri=f"sqlite:///{tmp_path}/a_file/m.db")
     with pytest.raises(UserError, match=r"tracking\.mlflow_uri sqlite:///.*cannot make its folder"):
         tracking.tracker(cfg, "lora/seed0", {}, tmp_path)
+
+
+# --- a run folder that cannot take the results: refused before training -----------------------
+
+@pytest.mark.parametrize("damage", ["read-only", "file in the way"])
+def test_an_unwritable_run_folder_fails_before_training(smoke, tmp_path, monkeypatch, damage):
+    import os
+
+    from peftsum import stages
+    from peftsum.training import loop
+
+    if damage == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    root, cfg = smoke
+    train = tmp_path / "results" / "smoke" / "train"
+    if damage == "read-only":
+        train.mkdir(parents=True)
+        train.chmod(0o555)
+    else:
+        train.parent.mkdir(parents=True)
+        train.write_text("")
+    trained = []
+    monkeypatch.setattr(loop, "run", lambda *args, **kwargs: trained.append(args))
+    with pytest.raises(UserError, match="is not writable .*: nothing was trained"):
+        stages.train(*lora_and_training(cfg), 0, root / "model", root / "tokenized",
+                     train / "lora" / "seed0")
+    assert not trained
+
+
+# --- the same weights, the same bytes -----------------------------------------------------------
+
+SAVE_ONE = """
+import sys, torch
+from peftsum.methods.common import save_trainable
+model = torch.nn.Linear(3, 2)
+torch.nn.init.ones_(model.weight)
+torch.nn.init.zeros_(model.bias)
+save_trainable(model, sys.argv[1], {"method": {"kind": "lora", "r": 8}, "template": {"a": 1},
+                                    "base_weights_sha256": "0" * 64, "reserved_positions": 8})
+"""
+
+
+def test_identical_weights_save_to_identical_files(tmp_path):
+    """safetensors orders its metadata keys differently in each process: without sorting, the
+    same weights gave files with different sha256 sums (3 files, 4 keys: 1 chance in 576)."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    from peftsum.methods.common import check_metadata
+
+    paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", SAVE_ONE, str(path)], check=True)
+    sums = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    assert len(sums) == 1
+    with safe_open(str(paths[0]), "pt") as f:
+        assert f.get_tensor("weight").sum().item() == 6.0
+    check_metadata(paths[0], {"reserved_positions": 8, "method": {"r": 8, "kind": "lora"}})

@@ -137,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
                           description="Load a run's trained weights on its base model and "
                           "summarize a text file (one article), stdin, or a JSONL file "
                           "('article' field), with the decoding the run was evaluated with.")
-    summ.add_argument("--run", required=True, help="results/train/<method>/seed<seed>")
+    summ.add_argument("--run", required=True, help="results/<experiment>/train/<method>/seed<seed>")
     summ.add_argument("--input", default=None, help="text file, .jsonl file or - (default: -)")
     summ.add_argument("--output", default=None, help="output file (default: stdout)")
     summ.add_argument("--model", default=None, help="base model folder (default: the run's)")

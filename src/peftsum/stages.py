@@ -131,6 +131,8 @@ def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, 
     reuse: a finished run of the same method, settings and seed (a sweep's run of the chosen
     point), copied instead of trained again.
     """
+    for folder in filter(None, (out_dir, checkpoint_dir)):
+        require_writable(Path(folder))
     if reuse is not None:
         from peftsum.training import sweep
 
@@ -157,6 +159,19 @@ def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, 
     }
     return train_module.run(Path(model_dir), Path(data_dir), method, training, seed,
                             Path(out_dir), Path(checkpoint_dir) if checkpoint_dir else None, record)
+
+
+def require_writable(folder: Path) -> None:
+    """Make folder and write a file in it: a folder that refuses fails now, not after the
+    hours of training whose results it was to hold."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"{folder} is not writable ({err.strerror}): nothing was trained") from None
 
 
 def run_settings(method: Method, training: TrainingConfig, seed: int) -> dict:
@@ -245,7 +260,7 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
     from peftsum.report import explorer
     from peftsum.report import render as report_module
 
-    def label(run_json: Path) -> str:  # results/train/lora/seed0/run.json -> lora/seed0
+    def label(run_json: Path) -> str:  # results/<experiment>/train/lora/seed0/run.json -> lora/seed0
         return "/".join(Path(run_json).parts[2:-1])
 
     evaluations = [json.loads((Path(p).parent / "metrics.json").read_text()) for p in predictions]

@@ -121,12 +121,18 @@ def _read_model_config(folder: Path) -> None:
 
 
 def _from_local(cfg: dict):
+    from huggingface_hub.errors import StrictDataclassError  # a config field of the wrong type
+
     folder = Path(cfg["path"] or "")
     _read_model_config(folder)
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
                                                      dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (TypeError, StrictDataclassError) as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines())
+        raise UserError(f"model.path: {folder / 'config.json'} has a value of the wrong type "
+                        f"({detail})") from None
     except (OSError, ValueError) as err:
         raise UserError(f"model.path: cannot load {folder} ({str(err).splitlines()[0]})") from None
     return model, tokenizer, {"path": str(folder.resolve())}

@@ -1,11 +1,13 @@
 """Use a trained run: put its weights back on the base model, summarize new text, export.
 
-A run folder (results/train/<method>/seed<seed>/) holds only what trained plus run.json, which
-names the method, the base model (with the hash of its weights) and the template. Loading checks
-the base model's weights against that hash, and run.json's method, template and hash against the
-metadata saved inside the weights file. The decoding settings come from the run's evaluation
-(results/eval/<method>/seed<seed>/metrics.json) when there is one: decoding is not part of what a
-training run depends on, so a change of it reruns the evaluations, not the trainings.
+A run folder (results/<experiment>/train/<method>/seed<seed>/) holds only what trained plus
+run.json, which names the method, the base model (with the hash of its weights) and the
+template. Loading checks the base model's weights against that hash, and run.json's method,
+template, reserved positions and hash against the metadata saved inside the weights file. The
+decoding settings come from the run's evaluation
+(results/<experiment>/eval/<method>/seed<seed>/metrics.json) when there is one: decoding is not
+part of what a training run depends on, so a change of it reruns the evaluations, not the
+trainings.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peftsum.errors import UserError
@@ -164,6 +165,22 @@ def save_trainable(model: torch.nn.Module, path, metadata: dict | None = None) -
 
     save_file(trainable_state(model), str(path),
               metadata={k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()})
+    _sort_metadata(path)
+
+
+def _sort_metadata(path) -> None:
+    """safetensors writes its metadata keys in an order that changes from process to process,
+    so byte-identical trainings gave files with other sha256 sums: rewrite the header with
+    them sorted. The tensors' offsets count from the end of the header, so they stay valid."""
+    data = Path(path).read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    if "__metadata__" not in header:
+        return
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors pads it
+    Path(path).write_bytes(len(text).to_bytes(8, "little") + text + data[8 + size:])
 
 
 def check_metadata(path, expected: dict) -> None:

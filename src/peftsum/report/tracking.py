@@ -38,7 +38,7 @@ INSTALL_HINT = "pip install -e '.[tracking]'"
 class TrackingConfig:
     """`tracking:` in the config; see the schema for each field."""
 
-    tensorboard: bool = False  # event files per run under results/tracking/tensorboard/<run>/
+    tensorboard: bool = False  # event files per run under results/<experiment>/tracking/tensorboard/<run>/
     mlflow: bool = False  # one MLflow run per training run
     mlflow_uri: str = "sqlite:///results/tracking/mlflow.db"
     experiment: str = "peftsum"
