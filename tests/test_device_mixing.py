@@ -6,7 +6,9 @@ on the "device" unless the mode saw it made on the host: by a factory function w
 (torch.arange(n), torch.tensor(list)), by .cpu() or .to("cpu"), or by ops on host tensors only.
 The model's weights, its inputs moved with .to(ACCEL), gradients and whatever derives from them
 are on the device; tensor.device says ACCEL (cpu:0) for them, so that code creating tensors with
-device=x.device creates them there. Any op mixing the two raises DeviceMix.
+device=x.device creates them there. Any op mixing the two raises DeviceMix, also where CUDA
+would copy host indices over by itself (a synchronous transfer each time): tensors are made on
+the device of the data they meet. Copies of values (x[...] = host, x.copy_(host)) are allowed.
 """
 
 import pytest
@@ -55,8 +57,8 @@ class SimulatedDevice(TorchFunctionMode):
         tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         # A copy between devices is legal: x[...] = host_values, x.copy_(host); the indices
         # of an assignment must still be on the device of the tensor they index.
-        met = {"__setitem__": tensors[:-1] if len(tensors) > 1 else [], "copy_": []}.get(
-            name, tensors)
+        met = {"__setitem__": [t for t in tree_leaves(args[:2]) if isinstance(t, torch.Tensor)],
+               "copy_": []}.get(name, tensors)
         on = [t for t in met if self.on_device(t)]
         off = [t for t in met if not self.on_device(t) and t.dim() > 0]
         if on and off:
@@ -101,6 +103,10 @@ def test_the_simulation_catches_what_cuda_refuses():
             torch.ones(4, device=ended.device) + torch.ones(4)
         assert torch.arange(4, device=ended.device)[ended].shape == (0,)
         assert (torch.ones(4).to(ACCEL) + torch.tensor(1.0)).shape == (4,)  # a host scalar is fine
+        values = torch.zeros(4).to(ACCEL)
+        values[ended] = torch.ones(0)  # host values into device rows: a copy, legal
+        with pytest.raises(DeviceMix, match="__setitem__"):
+            values[torch.zeros(4, dtype=torch.bool)] = 1.0  # host indices: made on the wrong side
 
 
 def tiny():
