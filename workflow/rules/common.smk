@@ -11,9 +11,9 @@ from peftsum.training import sweep as peftsum_sweep
 from peftsum.errors import UserError
 
 # Validated once, at start: a typo fails in the first seconds with the key's name.
-# A method entry with `sweep:` lists is a grid: each point trains (seed: the first of
-# training.seeds) under results/sweep/, the select checkpoint picks one by validation loss, and
-# only that point trains with every seed and is evaluated on test.
+# A method entry with `sweep:` lists is a grid: each point trains (seed: selection.seed, never
+# one of training.seeds) under results/sweep/, the select checkpoint picks one on validation,
+# and only that point trains afresh with every seed and is evaluated on test.
 try:
     config.update(peftsum_config.validate(config))
     BASE_SPECS, GRIDS = {}, {}
@@ -29,6 +29,10 @@ try:
         }
         for name, grid in GRIDS.items()
     }
+    # The grid's own seed, never one of training.seeds: every final run trains afresh.
+    SELECTION_SEED = peftsum_sweep.selection_seed(
+        config["selection"], config["training"]["seeds"]
+    )
 except UserError as err:
     raise WorkflowError(str(err)) from None
 
@@ -121,12 +125,12 @@ def zero_shot_tokens(wildcards):
 
 
 def sweep_runs(wildcards):
-    """The run.json of every grid point of a swept method (trained with the first seed)."""
+    """The run.json of every grid point of a swept method (trained with the selection seed)."""
     return expand(
         "results/sweep/{method}/{point}/seed{seed}/run.json",
         method=wildcards.method,
         point=list(GRIDS[wildcards.method]),
-        seed=SEEDS[0],
+        seed=SELECTION_SEED,
     )
 
 

@@ -54,9 +54,11 @@ SEEDS_NOTE = (
     "Best mean per column in bold."
 )
 GRID_NOTE = (
-    "Each sweep point trained with the first seed; the point with the {chosen} (bold) is the "
-    "one trained with every seed and evaluated on test. The test split is not read for the "
-    "choice."
+    "Each sweep point trained with the selection seed{seed}, which no final run uses; the point "
+    "with the {chosen} (bold) then trains afresh with every training seed and is evaluated on "
+    "test. Early stopping (the weights kept are those with the lowest validation loss) reads "
+    "{early}; the choice reads {choice}. Validation articles are removed from the training "
+    "split, and the test split is not read for either."
 )
 CURVE_NOTE = (
     "Mean test ROUGE-L over seeds per training-set size, 95 % interval resampling seeds and "
@@ -146,11 +148,7 @@ def render(
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
         "seeds_note": SEEDS_NOTE,
         "grid": report_study.grid_table(sweeps) if sweeps else None,
-        "grid_note": GRID_NOTE.format(
-            chosen="highest validation ROUGE-L"
-            if report_study.selection_score(sweeps)[0] == "val_rougeL"
-            else "lowest validation loss"
-        ),
+        "grid_note": grid_note(sweeps, [read_json(path) for path in (runs or {}).values()]),
         "curve": report_study.curve_table(curves) if curves else None,
         "curve_note": CURVE_NOTE.format(selected_at=curves["selected_at"]) if curves else "",
         "figures": figures,
@@ -285,6 +283,25 @@ def seeds_table(methods: list[dict]) -> Table:
             cells.append(Cell(fmt_mean_std(mean, std, digits), bold=bold, note=interval))
         table.rows.append([Cell(method["name"]), Cell(fmt(method["n_seeds"]))] + cells)
     return table
+
+
+def grid_note(sweeps: list[dict], runs: list[dict]) -> str:
+    """GRID_NOTE for these sweeps: the grid's seed, and the validation data early stopping and
+    the choice read (the runs' training.eval_samples, the selection's validation articles)."""
+    seeds = sorted({point["seed"] for sweep in sweeps for point in sweep.get("points", [])})
+    samples = next((r["training"].get("eval_samples") for r in runs if r.get("training")), None)
+    early = (f"the first {samples:,} validation examples" if samples
+             else "the whole validation split")
+    if report_study.selection_score(sweeps)[0] == "val_rougeL":
+        articles = next((point.get("val_articles") for sweep in sweeps
+                         for point in sweep.get("points", [])), None)
+        choice = ("the greedy summaries of the first "
+                  + (f"{articles:,} " if articles else "") + "validation articles")
+        chosen = "highest validation ROUGE-L"
+    else:
+        choice, chosen = "the same validation loss", "lowest validation loss"
+    return GRID_NOTE.format(seed=f" ({', '.join(map(str, seeds))})" if seeds else "",
+                            chosen=chosen, early=early, choice=choice)
 
 
 def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
