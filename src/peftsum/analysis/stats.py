@@ -220,8 +220,9 @@ def variance_components(a, b) -> dict:
     # A difference of mean squares has fewer degrees of freedom than its first term
     # (Satterthwaite over every mean square in it, the subtracted ones too).
     spread_sq = spread**2 / max(n - 1, 1) + sum(v**2 / df for v, df in noise if df > 0)
-    parts["article_df"] = np.where(spread_sq > 0, parts["article_var"]**2
-                                   / np.where(spread_sq > 0, spread_sq, 1.0), n - 1)
+    # At least 1: below it t has no finite variance, and the term is then small anyway.
+    parts["article_df"] = np.maximum(1.0, np.where(
+        spread_sq > 0, parts["article_var"]**2 / np.where(spread_sq > 0, spread_sq, 1.0), n - 1))
     return parts
 
 
