@@ -81,3 +81,18 @@ def test_a_family_of_sixteen_systems_can_call_a_pair():
     assert len(verdicts) == 14 * 13 // 2 + 14
     assert min(p["rougeL_p_holm"] for p in verdicts) < 0.001
     assert sum(p["rougeL_p_holm"] < 0.05 for p in verdicts) > len(verdicts) // 2
+
+
+def test_the_report_calls_single_runs_checkpoints():
+    from peftsum.report import render
+
+    methods = [{"name": n, "kind": "lora", "rougeL_mean": m, "n_seeds": 1}
+               for n, m in (("a", 30.0), ("b", 29.0), ("c", 20.0))]
+    pairs = [{"system_a": x, "system_b": y, "design": "checkpoints",
+              "family": aggregate.VERDICT, "rougeL_p": 0.001, "rougeL_p_holm": 0.003,
+              "rougeL_diff": d, "rougeL_seeds_ahead": 1, "rougeL_seed_pairs": 1}
+             for x, y, d in (("a", "b", 1.0), ("a", "c", 10.0), ("b", "c", 9.0))]
+    said = render.findings([], methods, pairs)
+    assert any("comparing two trained checkpoints" in s for s in said)
+    assert any(s.startswith("The other pairs of trained methods (one checkpoint each")
+               for s in said)

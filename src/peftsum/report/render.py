@@ -640,8 +640,14 @@ def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
                 "them all).")
     if not others:
         return ""
-    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p) for p in others]
-    return "The other pairs of trained methods, on ROUGE-L: " + "; ".join(clauses) + "."
+    # A pair of single runs compares two checkpoints: say so once if all are, else per pair.
+    single = [p.get("design") == "checkpoints" for p in others]
+    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p)
+               + (" [one checkpoint each]" if one and not all(single) else "")
+               for p, one in zip(others, single)]
+    scope = (" (one checkpoint each, on these test articles: nothing about seed variance)"
+             if all(single) else "")
+    return f"The other pairs of trained methods{scope}, on ROUGE-L: " + "; ".join(clauses) + "."
 
 
 def cheapest_sentence(rows: list[dict]) -> str:
