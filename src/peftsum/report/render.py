@@ -61,8 +61,8 @@ GRID_NOTE = (
     "split, and the test split is not read for either."
 )
 CURVE_NOTE = (
-    "Mean test ROUGE-L over seeds per training-set size, 95 % interval resampling seeds and "
-    "test articles together in brackets. Smaller sizes are nested subsets of the training "
+    "Mean test ROUGE-L over seeds per training-set size, 95 % t-interval over seeds and "
+    "test articles together in brackets (docs/statistics.md). Smaller sizes are nested subsets of the training "
     "split (one seeded permutation); each method keeps the hyperparameters chosen at "
     "n = {selected_at}, and the same number of epochs, so a smaller set also means fewer "
     "optimizer steps."
