@@ -11,7 +11,7 @@ from test_reruns import job_counts
 from test_sweep import run_json
 
 from peftsum.analysis import curve
-from peftsum.analysis.stats import seed_article_interval
+from peftsum.analysis.stats import holm, seed_article_interval
 from peftsum.data import subsets
 from peftsum.errors import UserError
 from peftsum.files import read_jsonl, write_json, write_jsonl
@@ -81,10 +81,10 @@ def test_selection_by_rouge_l_takes_the_highest_validation_rouge_l(tmp_path):
 
 def test_the_seed_and_article_interval_widens_with_the_seeds_spread():
     agreeing = [[10.0, 20.0, 30.0, 40.0]] * 3
-    mean, low, high = seed_article_interval(agreeing, n_resamples=2000)
+    mean, low, high = seed_article_interval(agreeing)
     assert mean == 25.0 and low < mean < high
     spread = [[s + 10.0 * k for s in agreeing[0]] for k in (-1, 0, 1)]
-    _, spread_low, spread_high = seed_article_interval(spread, n_resamples=2000)
+    _, spread_low, spread_high = seed_article_interval(spread)
     assert spread_high - spread_low > high - low
     assert seed_article_interval([[5.0, 5.0]]) == (5.0, 5.0, 5.0)
 
@@ -103,11 +103,19 @@ def fake_evaluation(root: Path, method: str, size: int, seed: int, scores: list[
 def curve_files(tmp_path: Path, lead_small: float, lead_large: float, noise: float = 0.0):
     """Two methods at 10 and 100 examples, 3 seeds, 30 articles: b ahead of a by lead_small
     at 10, a ahead of b by lead_large at 100."""
+    return curve_files_at(tmp_path, {10: -lead_small, 100: lead_large}, noise)
+
+
+def curve_files_at(tmp_path: Path, leads: dict[int, float], noise: float | dict = 0.0):
+    """Methods a and b, 3 seeds, 30 articles: a ahead of b by leads[size] at each size; the
+    seeds spread a and b by -noise, 0, +noise in opposite directions (noise: one for every
+    size, or by size)."""
     metrics, runs = [], []
     base = [20.0 + (i % 7) for i in range(30)]
-    for size, lead in ((10, -lead_small), (100, lead_large)):
+    for size, lead in leads.items():
+        spread = noise[size] if isinstance(noise, dict) else noise
         for seed in range(3):
-            jitter = noise * (seed - 1)
+            jitter = spread * (seed - 1)
             for method, shift in (("a", lead + jitter), ("b", -jitter)):
                 m, r = fake_evaluation(tmp_path, method, size, seed,
                                        [s + shift for s in base], 3.0 - shift / 10)
@@ -142,11 +150,44 @@ def test_a_crossover_the_seeds_disagree_on_is_not_significant(tmp_path):
     assert "do not show a crossover" in report_study.crossover_sentences(result)[0]
 
 
+def test_a_crossover_needs_significance_on_both_sides(tmp_path):
+    # Clearly ahead at 10; behind at 100 by a lead its seeds disagree on.
+    metrics, runs = curve_files_at(tmp_path, {10: 5.0, 100: -0.5}, noise={10: 0.0, 100: 8.0})
+    result = curve.run(metrics, runs, tmp_path / "curve.json", tmp_path / "curve.tsv")
+    [crossing] = result["crossovers"]
+    assert crossing["before"]["p_holm"] < 0.05 <= crossing["after"]["p_holm"]
+    assert not crossing["significant"]
+
+
 def test_no_crossover_is_said_plainly(tmp_path):
     metrics, runs = curve_files(tmp_path, lead_small=-2.0, lead_large=2.0)  # a ahead at both
     result = curve.run(metrics, runs, tmp_path / "curve.json", tmp_path / "curve.tsv")
     assert result["crossovers"] == []
     assert "no two methods change order" in report_study.crossover_sentences(result)[0]
+
+
+def test_a_crossover_between_sizes_that_are_not_neighbours_is_found(tmp_path):
+    # +3 (clear), -0.1 (seeds disagree), -4 (clear): the order changes between 10 and 1000.
+    metrics, runs = curve_files_at(tmp_path, {10: 3.0, 100: -0.1, 1000: -4.0}, noise=0.0)
+    result = curve.run(metrics, runs, tmp_path / "curve.json", tmp_path / "curve.tsv")
+    [crossing] = result["crossovers"]
+    assert crossing["significant"]
+    assert (crossing["before"]["train_examples"], crossing["after"]["train_examples"]) == (10, 1000)
+
+
+def test_an_exact_tie_between_two_sizes_hides_no_crossover(tmp_path):
+    metrics, runs = curve_files_at(tmp_path, {10: 3.0, 100: 0.0, 1000: -4.0})
+    result = curve.run(metrics, runs, tmp_path / "curve.json", tmp_path / "curve.tsv")
+    [crossing] = result["crossovers"]
+    assert crossing["significant"] and crossing["before"]["diff"] == pytest.approx(3.0)
+
+
+def test_the_comparisons_are_holm_corrected(tmp_path):
+    metrics, runs = curve_files_at(tmp_path, {10: 3.0, 100: -0.5, 1000: -4.0}, noise=1.0)
+    comparisons = curve.run(metrics, runs, tmp_path / "curve.json",
+                            tmp_path / "curve.tsv")["comparisons"]
+    assert [c["p_holm"] for c in comparisons] == pytest.approx(holm([c["p"] for c in comparisons]))
+    assert any(c["p_holm"] > c["p"] for c in comparisons)
 
 
 def study_config(tmp_path: Path, sizes: list[int], metric: str = "val_loss") -> Path:

@@ -65,13 +65,16 @@ def _write_source(folder, train, validation, test):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_split_drops_empty_duplicates_and_test_articles(tmp_path):
-    test = _rows("test", 3)
+def test_split_drops_empty_duplicates_and_held_out_articles(tmp_path):
+    test, validation = _rows("test", 3), _rows("val", 2)
     train = _rows("train", 4) + [{"id": "e", "article": " ", "highlights": "x"},
-                                 dict(_rows("train", 1)[0], id="dup"), dict(test[0], id="leak")]
-    _write_source(tmp_path / "src", train, _rows("val", 2), test)
+                                 dict(_rows("train", 1)[0], id="dup"), dict(test[0], id="leak"),
+                                 dict(validation[1], id="seen")]
+    _write_source(tmp_path / "src", train, validation + [dict(test[1], id="vleak")], test)
     stats = split.run(tmp_path / "src", tmp_path / "out", {"train": None}, seed=0)
-    assert stats["dropped"]["train"] == {"empty": 1, "duplicate": 1, "in_test": 1}
+    assert stats["dropped"]["train"] == {"empty": 1, "duplicate": 1, "in_validation": 1,
+                                         "in_test": 1}
+    assert stats["dropped"]["validation"] == {"empty": 0, "duplicate": 0, "in_test": 1}
     kept = {r["id"] for r in read_jsonl(tmp_path / "out" / "train.jsonl")}
     assert kept == {"train0", "train1", "train2", "train3"}
 

@@ -1,5 +1,5 @@
 """Sweeps: the grid a method entry's `sweep:` lists make, the selection by validation loss
-(from the sweep runs' run.json alone), and the reuse of the chosen point's run."""
+(from the sweep runs' run.json alone), the grid's own seed, and final runs trained afresh."""
 
 import itertools
 import json
@@ -63,8 +63,14 @@ def test_select_picks_the_lowest_validation_loss_and_writes_the_choice_alone(tmp
     assert "points" not in chosen and chosen["chosen_run"] == str(tmp_path / "lr=0.003")
     assert sweep.with_selection({"kind": "lora", "lr": 1.0, "r": 8}, chosen) == {
         "kind": "lora", "lr": 0.003, "r": 8}
-    assert sweep.reusable_run(chosen, 0) == tmp_path / "lr=0.003"
-    assert sweep.reusable_run(chosen, 1) is None  # another seed trains
+
+
+def test_the_grid_seed_is_never_a_training_seed():
+    assert sweep.selection_seed({}, [0, 1, 2]) == 3  # the default: disjoint
+    assert sweep.selection_seed({"seed": None}, [5, 0]) == 6
+    assert sweep.selection_seed({"seed": 42}, [0, 1, 2]) == 42
+    with pytest.raises(UserError, match="selection.seed 1 is one of training.seeds"):
+        sweep.selection_seed({"seed": 1}, [0, 1, 2])
 
 
 def test_select_without_any_validation_loss_is_an_error(tmp_path):
@@ -105,21 +111,24 @@ def planned(done) -> Counter:
 def test_a_grid_plans_one_training_per_point_and_seed(tmp_path):
     config = sweep_config(tmp_path, [0.001, 0.003, 0.01], unswept=("last_layers",))
     counts = planned(snakemake(tmp_path, config, "-n"))
-    # 3 points with the first seed; every seed of each method (lora's chosen point included).
+    # 3 points with the selection seed; every seed of each method (lora's chosen point too).
     assert (counts["train_point"], counts["select"], counts["train"]) == (3, 1, 2 * 2)
     assert counts["evaluate"] == 2 * 2  # on test: only the chosen point, every seed
 
 
 @pytest.mark.slow
-def test_selection_reads_only_the_sweep_runs_and_the_chosen_point_is_reused(sweep_workflow):
+def test_selection_reads_only_the_sweep_runs_and_every_final_run_trains_afresh(sweep_workflow):
     results = sweep_workflow / SMOKE_RESULTS
     selection = json.loads((results / "select" / "lora.json").read_text())
     losses = {p["point"]: p["val_loss"] for p in selection["points"]}
     assert selection["chosen"] == min(losses, key=losses.get)
-    chosen_run = results / "sweep" / "lora" / selection["chosen"] / "seed0"
-    final = results / "train" / "lora" / "seed0"
-    assert (final / "trainable.safetensors").read_bytes() == (
-        chosen_run / "trainable.safetensors").read_bytes()  # copied, not trained again
+    # The grid trains with seed 2 (one above training.seeds [0, 1]); no final run is its winner.
+    assert {p["seed"] for p in selection["points"]} == {2}
+    chosen_run = results / "sweep" / "lora" / selection["chosen"] / "seed2"
+    for seed in (0, 1):
+        final = results / "train" / "lora" / f"seed{seed}"
+        assert (final / "trainable.safetensors").read_bytes() != (
+            chosen_run / "trainable.safetensors").read_bytes()
     record = json.loads((results / "train" / "lora" / "seed1" / "run.json").read_text())
     assert record["method"]["lr"] == selection["chosen_hparams"]["lr"]
     assert not (results / "eval" / "lora" / selection["chosen"]).exists()

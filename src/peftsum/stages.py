@@ -124,22 +124,10 @@ def tokenize_chat(model_dir: Path, split_test: Path, out_file: Path, template: T
 
 
 def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, data_dir: Path,
-          out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1,
-          reuse: Path | None = None) -> dict | None:
-    """Train in this process, or data-parallel over `processes` ranks through torchrun.
-
-    reuse: a finished run of the same method, settings and seed (a sweep's run of the chosen
-    point), copied instead of trained again.
-    """
+          out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1) -> dict | None:
+    """Train in this process, or data-parallel over `processes` ranks through torchrun."""
     for folder in filter(None, (out_dir, checkpoint_dir)):
         require_writable(Path(folder))
-    if reuse is not None:
-        from peftsum.training import sweep
-
-        log.info("%s seed %d: the sweep's run %s has these settings: copied", method.name, seed,
-                 reuse)
-        sweep.copy_run(Path(reuse), Path(out_dir))
-        return json.loads((Path(out_dir) / "run.json").read_text())
     if processes > 1:
         return _torchrun(method, training, seed, model_dir, data_dir, out_dir, checkpoint_dir,
                          processes)

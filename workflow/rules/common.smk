@@ -14,9 +14,9 @@ from peftsum.training import sweep as peftsum_sweep
 from peftsum.errors import UserError
 
 # Validated once, at start: a typo fails in the first seconds with the key's name.
-# A method entry with `sweep:` lists is a grid: each point trains (seed: the first of
-# training.seeds) under results/<experiment>/sweep/, the select checkpoint picks one by
-# validation loss, and only that point trains with every seed and is evaluated on test.
+# A method entry with `sweep:` lists is a grid: each point trains (seed: selection.seed, never one
+# of training.seeds) under results/<experiment>/sweep/, the select checkpoint picks one on
+# validation, and only that point trains afresh with every seed and is evaluated on test.
 try:
     # Snakemake's YAML reader keeps the last of two equal keys (a method written twice).
     for _path in workflow.configfiles:
@@ -42,6 +42,10 @@ try:
         }
         for name, grid in GRIDS.items()
     }
+    # The grid's own seed, never one of training.seeds: every final run trains afresh.
+    SELECTION_SEED = peftsum_sweep.selection_seed(
+        config["selection"], config["training"]["seeds"]
+    )
 except UserError as err:
     raise WorkflowError(str(err)) from None
 
@@ -81,7 +85,8 @@ DATASET = config["data"]["name"]
 # Relative to the working directory: a project moved as a whole keeps the same input paths,
 # and so reruns nothing.
 REPORT_TEMPLATES = sorted(
-    os.path.relpath(p) for p in glob(f"{workflow.basedir}/src/peftsum/report/templates/*")
+    os.path.relpath(p)
+    for p in glob(f"{workflow.basedir}/src/peftsum/report/templates/*")
 )
 TRACKING = config["tracking"]["tensorboard"] or config["tracking"]["mlflow"]
 
@@ -159,13 +164,13 @@ def zero_shot_tokens(wildcards):
 
 
 def sweep_runs(wildcards):
-    """The run.json of every grid point of a swept method (trained with the first seed)."""
+    """The run.json of every grid point of a swept method (trained with the selection seed)."""
     return expand(
         "results/{experiment}/sweep/{method}/{point}/seed{seed}/run.json",
         experiment=wildcards.experiment,
         method=wildcards.method,
         point=list(GRIDS[wildcards.method]),
-        seed=SEEDS[0],
+        seed=SELECTION_SEED,
     )
 
 

@@ -11,5 +11,4 @@ with stages.guarded(snakemake.log[0], snakemake.threads, snakemake.resources.gpu
                  TrainingConfig.from_dict(snakemake.params.training),
                  int(snakemake.wildcards.seed), snakemake.input.model,
                  Path(snakemake.input.stats).parent, Path(snakemake.output.run).parent,
-                 snakemake.params.checkpoint_dir, processes=max(1, len(lease.ids)),
-                 reuse=sweep.reusable_run(chosen, int(snakemake.wildcards.seed)))
+                 snakemake.params.checkpoint_dir, processes=max(1, len(lease.ids)))

@@ -15,16 +15,28 @@ from pathlib import Path
 from peftsum.analysis import evaluations
 from peftsum.analysis.stats import (
     bootstrap_ci,
+    design_needed,
+    detectable_difference,
     holm,
-    seed_article_bootstrap,
+    seed_article_t_test,
     seed_interval,
     seed_summary,
+    standard_error,
+    variance_components,
 )
 from peftsum.files import read_json, write_atomic, write_json
 
 ROUGE_KEYS = list(evaluations.ROUGE_KEYS)
-# Metrics compared between systems with the paired bootstrap test.
-TESTED_METRICS = ["rougeL", "rougeLsum"]
+ALPHA = 0.05  # the family-wise error rate the verdicts keep
+# ROUGE-L carries the verdicts (Holm over the verdict family); ROUGE-Lsum is secondary: tested
+# the same way, corrected over its own family, and shown as context, never a verdict.
+PRIMARY_METRIC = "rougeL"
+TESTED_METRICS = [PRIMARY_METRIC, "rougeLsum"]
+# A comparison in the corrected family (each trained method against the strongest baseline,
+# each pair of trained methods) or shown as context outside it (every other baseline pair).
+VERDICT, CONTEXT = "verdict", "context"
+_PAIR_PARTS = ("a", "b", "diff", "low", "high", "se", "df", "p", "p_holm", "seeds_ahead",
+               "seed_pairs")
 # Metrics summarised across training seeds (mean and sample std).
 SEED_METRICS = ["test_loss", "perplexity", *ROUGE_KEYS, "train_wall_s"]
 
@@ -80,11 +92,12 @@ SIGNIFICANCE_COLUMNS = [
     "system_b",
     "seeds_b",
     "n_examples",
-    *[
-        f"{key}_{part}"
-        for key in TESTED_METRICS
-        for part in ("a", "b", "diff", "low", "high", "p", "p_holm", "seeds_ahead", "seed_pairs")
-    ],
+    "family",
+    "design",
+    *[f"{key}_{part}" for key in TESTED_METRICS for part in _PAIR_PARTS],
+    "detectable_80",
+    "seeds_needed",
+    "articles_needed",
 ]
 
 BY_METHOD_COLUMNS = [
@@ -146,9 +159,9 @@ def run(
     `outputs` names every path written, by key: tsv and json (the table); by_method and
     by_method_json (mean and sample std of each metric across the seeds of a method, one row
     per name); with `predictions` (predictions.jsonl paths in the order of `eval_metrics`),
-    significance and significance_json (paired bootstrap tests between every pair of systems;
-    a method with several seeds is represented by its lowest seed), and each row gains
-    bootstrap confidence intervals and length columns from the per-example scores.
+    significance and significance_json (paired t-tests between every pair of systems over
+    their seeds and articles: significance()), and each row gains bootstrap confidence
+    intervals and length columns from the per-example scores.
     """
     if predictions is not None and len(predictions) != len(eval_metrics):
         raise ValueError(f"{len(predictions)} prediction files for {len(eval_metrics)} evaluations")
@@ -172,21 +185,9 @@ def run(
     write_atomic(outputs["by_method"], to_tsv(by_method, BY_METHOD_COLUMNS))
     write_json(outputs["by_method_json"], by_method)
     if predictions is not None:
-        pairs = significance([(row, examples) for _, row, examples in rows], n_resamples, seed)
+        pairs = significance([(row, examples) for _, row, examples in rows])
         write_atomic(outputs["significance"], to_tsv(pairs, SIGNIFICANCE_COLUMNS))
-        write_json(
-            outputs["significance_json"],
-            {
-                "test": "bootstrap of seeds and articles together (articles paired), two-sided, "
-                "shift to the null (peftsum.analysis.stats.seed_article_bootstrap)",
-                "diff": "mean over seeds and examples of system_a - system_b, ROUGE F1 x 100",
-                "correction": "Holm over every pair, per metric (p_holm)",
-                "metrics": TESTED_METRICS,
-                "n_resamples": n_resamples,
-                "seed": seed,
-                "pairs": pairs,
-            },
-        )
+        write_json(outputs["significance_json"], {**SIGNIFICANCE_HEADER, "pairs": pairs})
     return table
 
 
@@ -255,36 +256,89 @@ def _every(examples: list[dict], field: str) -> list | None:
     return values if values and all(v is not None for v in values) else None
 
 
-def significance(
-    systems: list[tuple[dict, list[dict] | None]], n_resamples: int = 1000, seed: int = 0
-) -> list[dict]:
+SIGNIFICANCE_HEADER = {
+    "test": "paired t-test over training seeds and test articles (seed, noise and "
+            "system-by-article variance, Satterthwaite degrees of freedom; "
+            "peftsum.analysis.stats.seed_article_t_test), two-sided; design 'checkpoints' (one "
+            "run each): the paired t-test over articles, a comparison of two trained "
+            "checkpoints on these articles that says nothing about seed variance",
+    "diff": "mean over seeds and examples of system_a - system_b, ROUGE F1 x 100",
+    "primary_metric": PRIMARY_METRIC,
+    "secondary_metrics": TESTED_METRICS[1:],
+    "family": "verdict: each trained method against the strongest baseline and each pair of "
+              "trained methods; context: the other pairs (no Holm, no verdict)",
+    "correction": "Holm over the verdict family, per metric (p_holm)",
+    "alpha": ALPHA,
+    "power": "detectable_80: the difference found with 80 % power at Holm's strictest level "
+             "(alpha / family size); seeds_needed / articles_needed: roughly how many would "
+             "find the observed ROUGE-L difference so",
+}
+
+
+def significance(systems: list[tuple[dict, list[dict] | None]]) -> list[dict]:
     """Paired tests on ROUGE-L and ROUGE-Lsum between every pair of systems, over all seeds.
 
     `systems` holds (table row, per-example rows) in table order; a name's rows are its seeds.
-    Each test resamples seeds and articles together (stats.seed_article_bootstrap), so a
-    difference that one seed produced is not called significant; the p-values of each metric
-    are then Holm-adjusted over the whole family of pairs (`{metric}_p_holm`). Within a pair,
-    system_a is the one with the higher mean ROUGE-L, so differences read "how far ahead";
-    examples are matched by id. `{metric}_seeds_ahead` of `{metric}_seed_pairs`: in how many
-    pairings of a's and b's runs with the same seed (each of a's seeds against a system with
-    one run, a baseline) a scored higher.
+    Each test is stats.seed_article_t_test on the (seeds x articles) scores, matched by example
+    id; with one run per system it compares two checkpoints (`design`). Holm's correction runs
+    over the verdict family only (verdict_family), per metric. Within a pair, system_a is the
+    one with the higher mean ROUGE-L, so differences read "how far ahead".
+    `{metric}_seeds_ahead` of `{metric}_seed_pairs`: in how many pairings of a's and b's runs
+    with the same seed (each of a's seeds against a system with one run, a baseline) a scored
+    higher.
     """
     runs: dict[str, list[tuple[int | None, dict[str, dict]]]] = {}
+    trained = set()
     for row, examples in systems:
         if examples is not None:
             runs.setdefault(row["name"], []).append((row["seed"], _scores_by_id(row["name"], examples)))
+            if row.get("trainable_params") is not None:
+                trained.add(row["name"])
     names = list(runs)
-    pairs = []
+    tested = []  # (pair, the primary metric's variance components)
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
             a, b = (first, second)
-            if _mean(runs[b], "rougeL") > _mean(runs[a], "rougeL"):
+            if _mean(runs[b], PRIMARY_METRIC) > _mean(runs[a], PRIMARY_METRIC):
                 a, b = b, a
-            pairs.append(_test_pair(a, b, runs, n_resamples, seed))
+            tested.append(_test_pair(a, b, runs))
+    pairs = [pair for pair, _ in tested]
+    family = verdict_family(pairs, trained, {name: _mean(r, PRIMARY_METRIC) for name, r in runs.items()})
+    for pair in pairs:
+        pair["family"] = VERDICT if id(pair) in family else CONTEXT
+    verdicts = [pair for pair in pairs if pair["family"] == VERDICT]
     for key in TESTED_METRICS:
-        for pair, adjusted in zip(pairs, holm([pair[f"{key}_p"] for pair in pairs])):
+        for pair, adjusted in zip(verdicts, holm([pair[f"{key}_p"] for pair in verdicts])):
             pair[f"{key}_p_holm"] = adjusted
+    for pair, parts in tested:
+        pair.update(_power(pair, parts, len(verdicts)))
     return pairs
+
+
+def verdict_family(pairs: list[dict], trained: set[str], means: dict[str, float]) -> set[int]:
+    """ids of the pairs the report draws conclusions from: each trained method against the
+    strongest baseline (the untrained system with the highest mean ROUGE-L) and each pair of
+    trained methods."""
+    baselines = [name for name in means if name not in trained]
+    strongest = max(baselines, key=lambda name: means[name], default=None)
+    return {id(pair) for pair in pairs
+            if {pair["system_a"], pair["system_b"]} <= trained
+            or ({pair["system_a"], pair["system_b"]} & trained
+                and strongest in (pair["system_a"], pair["system_b"]))}
+
+
+def _power(pair: dict, parts: dict | None, family_size: int) -> dict:
+    """The primary metric's detectable difference (80 % power at alpha / family size) and, when
+    the observed difference was not called, the seeds or articles that would call it."""
+    if parts is None:
+        return {"detectable_80": None, "seeds_needed": None, "articles_needed": None}
+    alpha = ALPHA / max(family_size, 1)
+    se, df = standard_error(parts)
+    needed = {"seeds": None, "articles": None}
+    if pair.get(f"{PRIMARY_METRIC}_p_holm") is not None and pair[f"{PRIMARY_METRIC}_p_holm"] >= ALPHA:
+        needed = design_needed(parts, pair[f"{PRIMARY_METRIC}_diff"], alpha)
+    return {"detectable_80": float(detectable_difference(float(se), float(df), alpha)),
+            "seeds_needed": needed["seeds"], "articles_needed": needed["articles"]}
 
 
 def _scores_by_id(name: str, examples: list[dict]) -> dict[str, dict]:
@@ -307,7 +361,7 @@ def _seed_pairs(a: list[tuple], b: list[tuple]) -> list[tuple[dict, dict]]:
     return [(by_id, b_by_seed[s]) for s, by_id in a if s in b_by_seed]
 
 
-def _test_pair(a: str, b: str, runs: dict, n_resamples: int, seed: int) -> dict:
+def _test_pair(a: str, b: str, runs: dict) -> tuple[dict, dict | None]:
     ids = list(runs[a][0][1])  # a's order; every run is matched by id
     for name in (a, b):
         if any(by_id.keys() != set(ids) for _, by_id in runs[name]):
@@ -318,22 +372,26 @@ def _test_pair(a: str, b: str, runs: dict, n_resamples: int, seed: int) -> dict:
         "system_b": b,
         "seeds_b": [s for s, _ in runs[b] if s is not None],
         "n_examples": len(ids),
+        "design": "seeds" if max(len(runs[a]), len(runs[b])) > 1 else "checkpoints",
     }
+    parts = None
     for key in TESTED_METRICS:
         x = [[by_id[i].get(key) for i in ids] for _, by_id in runs[a]]
         y = [[by_id[i].get(key) for i in ids] for _, by_id in runs[b]]
+        pair.update({f"{key}_{part}": None for part in _PAIR_PARTS})
         if any(None in r for r in x + y):
-            pair.update({f"{key}_{part}": None for part in
-                         ("a", "b", "diff", "low", "high", "p", "seeds_ahead", "seed_pairs")})
             continue
-        test = seed_article_bootstrap(x, y, n_resamples=n_resamples, seed=seed)
+        test = seed_article_t_test(x, y)
         pair[f"{key}_a"], pair[f"{key}_b"] = _mean(runs[a], key), _mean(runs[b], key)
-        pair.update({f"{key}_{part}": test[part] for part in ("diff", "low", "high", "p")})
+        pair.update({f"{key}_{part}": float(test[part])
+                     for part in ("diff", "low", "high", "se", "df", "p")})
         seed_pairs = _seed_pairs(runs[a], runs[b])
         pair[f"{key}_seeds_ahead"] = sum(
             sum(r[i][key] for i in ids) > sum(q[i][key] for i in ids) for r, q in seed_pairs)
         pair[f"{key}_seed_pairs"] = len(seed_pairs)
-    return pair
+        if key == PRIMARY_METRIC:
+            parts = variance_components(x, y)
+    return pair, parts
 
 
 def method_summary(table: list[dict]) -> list[dict]:

@@ -13,8 +13,8 @@ from pathlib import Path
 from peftsum.analysis.aggregate import to_tsv
 from peftsum.analysis.stats import (
     holm,
-    seed_article_bootstrap,
     seed_article_interval,
+    seed_article_t_test,
     seed_interval,
 )
 from peftsum.files import read_json, read_jsonl, write_atomic, write_json
@@ -24,23 +24,23 @@ POINT_COLUMNS = ["method", "train_examples", "n_seeds", "rougeL", "rougeL_low", 
                  "test_loss", "test_loss_low", "test_loss_high"]
 
 
-def run(metrics: list[Path], runs: list[Path], out_json: Path, out_tsv: Path,
-        n_resamples: int = 1000, seed: int = 0) -> dict:
+def run(metrics: list[Path], runs: list[Path], out_json: Path, out_tsv: Path) -> dict:
     """metrics: every curve evaluation's metrics.json (its predictions.jsonl beside it); runs:
     the run.json of each, in the same order (the full training split's runs among them: swept
     hyperparameters were chosen there, the largest size)."""
     if len(metrics) != len(runs):
         raise ValueError(f"{len(metrics)} evaluations for {len(runs)} training runs")
     groups = group_runs(metrics, runs)
-    points = [curve_point(method, size, seeds, n_resamples, seed)
+    points = [curve_point(method, size, seeds)
               for (method, size), seeds in sorted(groups.items(), key=lambda kv: kv[0][1])]
-    comparisons = compare_at_each_size(groups, n_resamples, seed)
+    comparisons = compare_at_each_size(groups)
     sizes = sorted({size for _, size in groups})
     curve = {
         "sizes": sizes,
         "selected_at": sizes[-1] if sizes else None,
-        "interval": "95 % percentile bootstrap of seeds and test articles together (ROUGE-L); "
-                    "t-interval over seeds (test loss)",
+        "interval": "95 % t-interval over seeds and test articles together (ROUGE-L; "
+                    "stats.seed_article_interval); t-interval over seeds (test loss)",
+        "test": "paired t-test over seeds and test articles (stats.seed_article_t_test)",
         "correction": "Holm over every pair of methods at every size",
         "points": points,
         "comparisons": comparisons,
@@ -68,9 +68,9 @@ def _score_matrix(seeds: list[dict], ids: list[str]) -> list[list[float]]:
     return [[s["rougeL"][i] for i in ids] for s in seeds]
 
 
-def curve_point(method: str, size: int, seeds: list[dict], n_resamples: int, seed: int) -> dict:
+def curve_point(method: str, size: int, seeds: list[dict]) -> dict:
     ids = sorted(seeds[0]["rougeL"])
-    rouge, low, high = seed_article_interval(_score_matrix(seeds, ids), n_resamples, seed)
+    rouge, low, high = seed_article_interval(_score_matrix(seeds, ids))
     loss, loss_low, loss_high = seed_interval([s["test_loss"] for s in seeds])
     return {"method": method, "train_examples": size, "n_seeds": len(seeds),
             "seeds": sorted(s["seed"] for s in seeds), "rougeL": rouge, "rougeL_low": low,
@@ -78,9 +78,9 @@ def curve_point(method: str, size: int, seeds: list[dict], n_resamples: int, see
             "test_loss_high": loss_high}
 
 
-def compare_at_each_size(groups: dict, n_resamples: int, seed: int) -> list[dict]:
+def compare_at_each_size(groups: dict) -> list[dict]:
     """Every pair of methods at every size: difference a - b of ROUGE-L (a before b in name
-    order), seed-and-article bootstrap, Holm over the whole family."""
+    order), the seed-and-article t-test, Holm over the whole family."""
     methods = sorted({method for method, _ in groups})
     sizes = sorted({size for _, size in groups})
     comparisons = []
@@ -90,26 +90,31 @@ def compare_at_each_size(groups: dict, n_resamples: int, seed: int) -> list[dict
                 if (a, size) not in groups or (b, size) not in groups:
                     continue
                 ids = sorted(groups[a, size][0]["rougeL"])
-                test = seed_article_bootstrap(_score_matrix(groups[a, size], ids),
-                                              _score_matrix(groups[b, size], ids),
-                                              n_resamples=n_resamples, seed=seed)
-                comparisons.append({"a": a, "b": b, "train_examples": size, **test})
+                test = seed_article_t_test(_score_matrix(groups[a, size], ids),
+                                           _score_matrix(groups[b, size], ids))
+                comparisons.append({"a": a, "b": b, "train_examples": size,
+                                    **{key: float(test[key]) for key in
+                                       ("diff", "low", "high", "se", "df", "p")}})
     for comparison, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
         comparison["p_holm"] = adjusted
     return comparisons
 
 
 def crossovers(comparisons: list[dict]) -> list[dict]:
-    """Pairs whose order on ROUGE-L changes between two consecutive sizes; significant when the
-    difference is significant (Holm) on both sides of the change."""
+    """Pairs whose order on ROUGE-L differs between any two sizes (not only neighbours; an exact
+    tie has no order and neither hides nor makes one): per pair, the two sizes with opposite
+    signs whose larger Holm p is smallest; significant when the difference is significant
+    (Holm) at both of them."""
     by_pair: dict[tuple[str, str], list[dict]] = {}
     for c in comparisons:
         by_pair.setdefault((c["a"], c["b"]), []).append(c)
     found = []
     for (a, b), rows in by_pair.items():
         rows.sort(key=lambda c: c["train_examples"])
-        for before, after in itertools.pairwise(rows):
-            if before["diff"] * after["diff"] < 0:
-                found.append({"a": a, "b": b, "before": before, "after": after,
-                              "significant": before["p_holm"] < ALPHA and after["p_holm"] < ALPHA})
+        changes = [(before, after) for before, after in itertools.combinations(rows, 2)
+                   if before["diff"] * after["diff"] < 0]
+        if changes:
+            before, after = min(changes, key=lambda pair: max(c["p_holm"] for c in pair))
+            found.append({"a": a, "b": b, "before": before, "after": after,
+                          "significant": before["p_holm"] < ALPHA and after["p_holm"] < ALPHA})
     return found

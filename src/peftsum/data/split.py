@@ -12,6 +12,9 @@ from peftsum.files import read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
+# Per split, the splits whose articles it must not contain.
+HELD_OUT_FROM = {"train": ("validation", "test"), "validation": ("test",), "test": ()}
+
 
 def clean(rows: list[dict]) -> tuple[list[dict], dict]:
     """Drop rows with an empty article or summary, then repeated articles (first one kept)."""
@@ -53,15 +56,19 @@ def run(source_dir: Path, out_dir: Path, sizes: dict, seed: int) -> dict:
     """Write out_dir/{split}.jsonl and out_dir/stats.json; never mixes the source's splits."""
     stats = {"seed": seed, "sizes": {}, "source_rows": {}, "dropped": {}}
     samples = {}
-    test_articles = {row["article"] for row in read_jsonl(Path(source_dir) / "test.jsonl")}
+    held_out = {split: {row["article"] for row in read_jsonl(Path(source_dir) / f"{split}.jsonl")}
+                for split in ("validation", "test")}
     for i, split in enumerate(SPLITS):
         rows = read_jsonl(Path(source_dir) / f"{split}.jsonl")
         check_unique_ids(rows, Path(source_dir) / f"{split}.jsonl")
         kept, dropped = clean(rows)
-        if split != "test":  # an article that is also a test article must never be trained on
+        # An article that is also a test article must never be trained on or selected by, and
+        # one that is a validation article never trained on: selection and early stopping
+        # would read what the weights learnt.
+        for other in HELD_OUT_FROM[split]:
             before = len(kept)
-            kept = [row for row in kept if row["article"] not in test_articles]
-            dropped["in_test"] = before - len(kept)
+            kept = [row for row in kept if row["article"] not in held_out[other]]
+            dropped[f"in_{other}"] = before - len(kept)
         if not kept:
             raise UserError(f"no rows left in the {split} split after dropping empty and duplicates")
         samples[split] = sample(kept, sizes.get(split), seed + i, split)

@@ -54,24 +54,31 @@ SEEDS_NOTE = (
     "Best mean per column in bold."
 )
 GRID_NOTE = (
-    "Each sweep point trained with the first seed; the point with the {chosen} (bold) is the "
-    "one trained with every seed and evaluated on test. The test split is not read for the "
-    "choice."
+    "Each sweep point trained with the selection seed{seed}, which no final run uses; the point "
+    "with the {chosen} (bold) then trains afresh with every training seed and is evaluated on "
+    "test. Early stopping (the weights kept are those with the lowest validation loss) reads "
+    "{early}; the choice reads {choice}. Validation articles are removed from the training "
+    "split, and the test split is not read for either."
 )
 CURVE_NOTE = (
-    "Mean test ROUGE-L over seeds per training-set size, 95 % interval resampling seeds and "
-    "test articles together in brackets. Smaller sizes are nested subsets of the training "
+    "Mean test ROUGE-L over seeds per training-set size, 95 % t-interval over seeds and "
+    "test articles together in brackets (docs/statistics.md). Smaller sizes are nested subsets of the training "
     "split (one seeded permutation); each method keeps the hyperparameters chosen at "
     "n = {selected_at}, and the same number of epochs, so a smaller set also means fewer "
     "optimizer steps."
 )
 SIGNIFICANCE_NOTE = (
-    "Bootstrap test on the same test articles, resampling a method's seeds and the articles "
-    "together (articles paired between the two systems): Δ is the mean difference over seeds "
-    "and articles (first system − second, ROUGE points); p is two-sided, from {n_resamples:,} "
-    "resamples shifted to the null (smallest possible p: {p_min:.4f}), then Holm-adjusted over "
-    "every pair of this table, per metric, so that the family of comparisons keeps a 5% "
-    "error rate. Adjusted p < 0.05 in bold."
+    "Paired t-test on the same test articles: Δ is the mean difference over seeds and articles "
+    "(first system − second, ROUGE points); its standard error adds the methods' seed-to-seed "
+    "variance and the system-by-article variance, with Satterthwaite degrees of freedom, so "
+    "that a few seeds count as a few. With one seed per method it is the paired t-test over "
+    "articles: a comparison of two trained checkpoints on these articles that says nothing "
+    "about seed variance. p is two-sided and exact (no resampling floor), then Holm-adjusted "
+    "over the verdict family (each trained method against the strongest baseline, each pair "
+    "of trained methods), so that the family keeps a {alpha:.0%} error rate; other pairs are "
+    "context, with their unadjusted p in brackets and no verdict. ROUGE-L is the primary "
+    "metric and carries the verdicts; ROUGE-Lsum is secondary (Holm over its own family, "
+    "no verdict drawn). Adjusted p < {alpha} in bold."
 )
 LENGTH_NOTE = (
     "Words are whitespace-separated tokens of the decoded text. Generated tokens count "
@@ -141,20 +148,15 @@ def render(
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
         "seeds_note": SEEDS_NOTE,
         "grid": report_study.grid_table(sweeps) if sweeps else None,
-        "grid_note": GRID_NOTE.format(
-            chosen="highest validation ROUGE-L"
-            if report_study.selection_score(sweeps)[0] == "val_rougeL"
-            else "lowest validation loss"
-        ),
+        "grid_note": grid_note(sweeps, [read_json(path) for path in (runs or {}).values()]),
         "curve": report_study.curve_table(curves) if curves else None,
         "curve_note": CURVE_NOTE.format(selected_at=curves["selected_at"]) if curves else "",
         "figures": figures,
         "significance": significance_table(key, rows) if pairs else None,
         "significance_intro": significance_intro(methods, rows) if pairs else "",
         "significance_rest": significance_table(rest, rows) if rest else None,
-        "significance_note": SIGNIFICANCE_NOTE.format(
-            n_resamples=tests["n_resamples"], p_min=1 / (tests["n_resamples"] + 1)
-        )
+        "significance_note": " ".join(filter(None, [SIGNIFICANCE_NOTE.format(alpha=ALPHA),
+                                                     power_sentence(pairs)]))
         if tests
         else "",
         "methods": methods_table(rows),
@@ -283,12 +285,32 @@ def seeds_table(methods: list[dict]) -> Table:
     return table
 
 
+def grid_note(sweeps: list[dict], runs: list[dict]) -> str:
+    """GRID_NOTE for these sweeps: the grid's seed, and the validation data early stopping and
+    the choice read (the runs' training.eval_samples, the selection's validation articles)."""
+    seeds = sorted({point["seed"] for sweep in sweeps for point in sweep.get("points", [])})
+    samples = next((r["training"].get("eval_samples") for r in runs if r.get("training")), None)
+    early = (f"the first {samples:,} validation examples" if samples
+             else "the whole validation split")
+    if report_study.selection_score(sweeps)[0] == "val_rougeL":
+        articles = next((point.get("val_articles") for sweep in sweeps
+                         for point in sweep.get("points", [])), None)
+        choice = ("the greedy summaries of the first "
+                  + (f"{articles:,} " if articles else "") + "validation articles")
+        chosen = "highest validation ROUGE-L"
+    else:
+        choice, chosen = "the same validation loss", "lowest validation loss"
+    return GRID_NOTE.format(seed=f" ({', '.join(map(str, seeds))})" if seeds else "",
+                            chosen=chosen, early=early, choice=choice)
+
+
 def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
     def system(name: str, seeds: list) -> str:
         return f"{name} ({len(seeds)} seeds)" if len(seeds) > 1 else name
 
     table = Table(
-        ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum", "p (Holm)"],
+        ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum (secondary)",
+         "p (Holm)"],
         [False, False, True, True, True, True],
     )
     for pair in pairs:
@@ -297,11 +319,21 @@ def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
             Cell(system(pair["system_b"], pair["seeds_b"])),
         ]
         for key in ("rougeL", "rougeLsum"):
-            diff, p = pair.get(f"{key}_diff"), pair.get(f"{key}_p_holm")
+            diff = pair.get(f"{key}_diff")
             cells.append(Cell(MISSING if diff is None else f"{diff:+.2f}"))
-            cells.append(Cell(fmt_p(p), bold=p is not None and p < ALPHA))
+            cells.append(p_cell(pair, key))
         table.rows.append(cells)
     return table
+
+
+def p_cell(pair: dict, key: str) -> Cell:
+    """Holm's p of a verdict pair (bold below ALPHA on the primary metric); a context pair's
+    unadjusted p in brackets, never bold."""
+    if pair.get("family") == aggregate.CONTEXT:
+        p = pair.get(f"{key}_p")
+        return Cell(MISSING if p is None else f"({fmt_p(p)})")
+    p = pair.get(f"{key}_p_holm")
+    return Cell(fmt_p(p), bold=p is not None and p < ALPHA)
 
 
 def key_systems(methods: list[dict], rows: list[dict]) -> tuple[str | None, str | None]:
@@ -536,11 +568,12 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
         return ""
     clauses = [pair_verdict(f"{best}'s" if not i else "its", best, other, pair)
                for i, (other, pair) in enumerate(told)]
-    # With one seed per method the bootstrap can resample only the articles: say which it was.
+    # One seed per method compares two checkpoints, not two methods: say which it was.
     several_seeds = any(pair["rougeL_seed_pairs"] > 1 for _, pair in told)
-    resampled = ("seeds and test articles together" if several_seeds
-                 else "test articles (one seed per method)")
-    return f"Resampling {resampled}, on ROUGE-L, " + "; ".join(clauses) + "."
+    design = ("Over training seeds and test articles (paired t-test)" if several_seeds
+              else "With one seed per method, comparing two trained checkpoints on these test "
+              "articles (paired t-test over articles; nothing about seed variance)")
+    return f"{design}, on ROUGE-L, " + "; ".join(clauses) + "."
 
 
 def pair_verdict(subject: str, ahead: str, behind: str, pair: dict) -> str:
@@ -561,6 +594,35 @@ def pair_stats(pair: dict) -> str:
     return stats
 
 
+def power_sentence(pairs: list[dict]) -> str:
+    """What the design can detect on ROUGE-L: the range of differences found with 80 % power
+    over the verdict family, and for the largest difference it did not call, the seeds or test
+    articles that would (aggregate.significance's power columns)."""
+    family = [p for p in pairs if p.get("family") == aggregate.VERDICT
+              and p.get("detectable_80") is not None]
+    if not family:
+        return ""
+    detectable = sorted(p["detectable_80"] for p in family)
+    text = (f"Power: this design detects a ROUGE-L difference of {detectable[0]:.2f}"
+            + (f"–{detectable[-1]:.2f}" if detectable[-1] - detectable[0] >= 0.005 else "")
+            + f" points with 80 % power at Holm's strictest level (α / {len(family)}).")
+    missed = [p for p in family if p["rougeL_p_holm"] >= ALPHA]
+    if not missed:
+        return text
+    largest = max(missed, key=lambda p: abs(p["rougeL_diff"]))
+    needs = [f"about {largest['seeds_needed']} seeds per method"
+             if largest.get("seeds_needed") else None,
+             f"about {largest['articles_needed']:,} test articles"
+             if largest.get("articles_needed") else None]
+    needs = [n for n in needs if n]
+    missed_text = (f" The largest difference it did not call, {largest['system_a']} over "
+                   f"{largest['system_b']} (Δ = {largest['rougeL_diff']:+.2f}), ")
+    if not needs:
+        return text + missed_text + ("is too small for more seeds or more test articles alone "
+                                     "to find with 80 % power.")
+    return text + missed_text + f"would need {' or '.join(needs)} to be found with 80 % power."
+
+
 def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
     """Every pair of trained methods that significance_sentence leaves out (it has the best
     against the runner-up): a study's question is often between two of the others."""
@@ -578,8 +640,14 @@ def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
                 "them all).")
     if not others:
         return ""
-    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p) for p in others]
-    return "The other pairs of trained methods, on ROUGE-L: " + "; ".join(clauses) + "."
+    # A pair of single runs compares two checkpoints: say so once if all are, else per pair.
+    single = [p.get("design") == "checkpoints" for p in others]
+    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p)
+               + (" [one checkpoint each]" if one and not all(single) else "")
+               for p, one in zip(others, single)]
+    scope = (" (one checkpoint each, on these test articles: nothing about seed variance)"
+             if all(single) else "")
+    return f"The other pairs of trained methods{scope}, on ROUGE-L: " + "; ".join(clauses) + "."
 
 
 def cheapest_sentence(rows: list[dict]) -> str:

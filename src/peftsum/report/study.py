@@ -28,7 +28,7 @@ CAPTIONS = {
     "learning_curves.png": (
         "Test ROUGE-L (left, higher is better) and test loss (right, lower is better) of each "
         "method against the number of training examples (nested subsets, log scale), mean over "
-        "seeds with 95 % intervals (ROUGE-L: seeds and articles resampled together; loss: "
+        "seeds with 95 % intervals (ROUGE-L: t-interval over seeds and articles together; loss: "
         "t-interval over seeds). Lines that cross are a change of order with data; the findings "
         "say whether it is significant. Swept hyperparameters were chosen at the largest size."
     ),

@@ -220,7 +220,9 @@ class Trainer:
         log.info("step %d: validation loss %.4f", s["step"], val_loss)
         if val_loss < s["best_val_loss"]:
             s.update(best_step=s["step"], best_val_loss=val_loss, bad_evals=0)
-            self.best_weights = trainable_state(self.model)
+            # A copy: on a CPU trainable_state's tensors share the live parameters' memory, and
+            # the saved "best" weights were then the last ones.
+            self.best_weights = {n: t.clone() for n, t in trainable_state(self.model).items()}
         else:
             s["bad_evals"] += 1
             s["stopped_early"] = self.cfg.patience is not None and s["bad_evals"] >= self.cfg.patience

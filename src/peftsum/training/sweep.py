@@ -1,5 +1,6 @@
 """Hyperparameter sweeps: a method entry's `sweep:` lists become grid points, one training job
-each, and the point chosen on validation (loss, or ROUGE-L) is the one evaluated on test.
+each with a selection seed of their own, and the point chosen on validation (loss, or ROUGE-L)
+trains afresh with every training seed and is evaluated on test.
 
 No torch here: the workflow expands the grid while it builds the DAG, and selection reads only
 the sweep runs' run.json (validation losses) and their summaries of validation articles, never
@@ -10,15 +11,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from pathlib import Path
 
 from peftsum.config import safe_folder_name
 from peftsum.errors import UserError
 from peftsum.files import write_json
-
-# The three files a training run writes (the train rule's outputs).
-RUN_FILES = ("trainable.safetensors", "steps.jsonl", "run.json")
 
 
 def split_spec(name: str, spec: dict) -> tuple[dict, dict]:
@@ -57,6 +54,19 @@ def _as_read(value):
         except ValueError:
             return value
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def selection_seed(selection: dict, seeds: list[int]) -> int:
+    """The seed every grid point trains with: selection.seed, or one above the largest of
+    training.seeds. Never one of training.seeds: a final run that shared its seed with the
+    grid's winner would be the run picked for its validation luck."""
+    seed = selection.get("seed")
+    if seed is None:
+        return max(seeds) + 1
+    if seed in seeds:
+        raise UserError(f"config: selection.seed {seed} is one of training.seeds {seeds}; the "
+                        "grid needs a seed of its own so that no final run is the grid's winner")
+    return seed
 
 
 def point_name(overrides: dict) -> str:
@@ -117,17 +127,3 @@ def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path
     write_json(out, selection)
     write_json(out_chosen, choice)
     return selection
-
-
-def reusable_run(chosen: dict | None, seed: int) -> Path | None:
-    """The sweep's own run of the chosen point when it was trained with this seed: the final
-    run with that seed is the same computation, so it is copied instead of trained again."""
-    if not chosen or "chosen_run" not in chosen:  # a learning curve's run: the choice's hparams only
-        return None
-    return Path(chosen["chosen_run"]) if chosen["chosen_seed"] == seed else None
-
-
-def copy_run(source: Path, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        shutil.copy(source / name, out_dir / name)  # new mtimes: newer than the selection
