@@ -1,11 +1,13 @@
 """The peftsum command as a user meets it: --help, --version, and summarize's input."""
 
 import json
+import logging
+import os
 import re
 
 import pytest
 
-from peftsum import __version__
+from peftsum import __version__, stages
 from peftsum.__main__ import USER_VERBS, main, parser
 
 HIDDEN = ("train", "padding")  # the workflow's verbs
@@ -46,3 +48,23 @@ def test_summarize_without_input_is_a_one_line_error_not_a_wait(tmp_path, capsys
     err = capsys.readouterr().err
     assert done.value.code == 1 and "--input -" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_workflow_job_keeps_its_info_and_progress_off_the_shared_console(tmp_path, capsys,
+                                                                            monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        stages.setup_logging(tmp_path / "job.log")
+        logging.getLogger("peftsum.test").info("step row")
+        logging.getLogger("peftsum.test").warning("careful")
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    err = capsys.readouterr().err
+    assert "careful" in err and "step row" not in err
+    assert "step row" in (tmp_path / "job.log").read_text()
+    assert os.environ["TQDM_DISABLE"] == "1"

@@ -12,7 +12,6 @@ from pathlib import Path
 from peftsum import __version__, stages
 from peftsum.errors import UserError
 from peftsum.files import write_atomic
-from peftsum.runtime import distributed
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -199,6 +198,8 @@ def _add_stage_verbs(sub) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    from peftsum.runtime import distributed  # imports torch: not for --help or --version
+
     with stages.guarded(args.log if distributed.is_main() else None):
         if not distributed.is_main():
             logging.getLogger().setLevel(logging.WARNING)  # only rank 0 logs
