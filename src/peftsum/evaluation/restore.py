@@ -95,7 +95,7 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
                                                          run["reserved_positions"]))
     examples = encoder.encode(articles, [""] * len(articles))  # only the source part is used
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = amp_dtype(dev, cfg.cpu_bf16)
+    dtype = amp_dtype(dev, cfg.cpu_bf16, "generate")
     outputs = generate(place_for_inference(model, dev, dtype), tokenizer, examples, cfg, dev, dtype)
     return [o["text"] for o in outputs]
 
