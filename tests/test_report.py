@@ -802,3 +802,30 @@ def test_parameters_table_has_one_row_per_method(rendered):
     assert [cells[0] for cells in table[1:]] == [name for name in NAMES if (name, 0) in RUNS]
     lora = dict(zip(table[0], table[1]))
     assert lora["Trainable"] == f"{load(run_json('lora'))['params']['trainable']:,}"
+
+
+def test_findings_are_bullets_opening_with_quality_against_cost(rendered):
+    findings = markdown_section(rendered["md"], "Findings").strip().splitlines()
+    assert all(line.startswith("- ") for line in findings) and len(findings) >= 3
+    assert re.match(r"- \S+ (reaches \d+ % of full fine-tuning's|, training .* scores [+-])",
+                    findings[0]) or "ROUGE-L against the untrained model" in findings[0]
+
+
+def test_takeaway_compares_with_full_fine_tuning_else_with_the_untrained_model():
+    def row(name, kind, params, pct):
+        return {"name": name, "label": name, "kind": kind, "trainable_params": params,
+                "trainable_pct": pct}
+    rows = [row("full", "full", 134_515_008, 100.0), row("lora", "lora", 460_800, 0.3426),
+            row("prompt_tuning", "prompt_tuning", 11_520, 0.0086),
+            {"name": "zero_shot", "label": "zero_shot", "kind": "baseline",
+             "trainable_params": None}]
+    methods = [{"name": "full", "rougeL_mean": 32.0}, {"name": "lora", "rougeL_mean": 29.12},
+               {"name": "prompt_tuning", "rougeL_mean": 26.0},
+               {"name": "zero_shot", "rougeL_mean": 20.0}]
+    assert report.takeaway_sentence(methods, rows) == (
+        "lora reaches 91 % of full fine-tuning's ROUGE-L (29.12 against 32.00) training "
+        "0.343 % of its parameters.")
+    assert report.takeaway_sentence(methods[1:], rows[1:]) == (
+        "lora, training 0.343 % of the model's parameters, scores +9.12 ROUGE-L against the "
+        "untrained model (29.12 against 20.00).")
+    assert "parameter-efficient" not in report.summary_paragraph(rows, {})

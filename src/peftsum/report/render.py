@@ -134,8 +134,7 @@ def render(
     context = {
         "title": "Parameter-efficient fine-tuning for summarization",
         "summary": summary_paragraph(rows, setup),
-        "findings": " ".join(findings(rows, methods, pairs)
-                             + report_study.crossover_sentences(curves)),
+        "findings": findings(rows, methods, pairs) + report_study.crossover_sentences(curves),
         "quality": quality_table(rows),
         "quality_note": QUALITY_NOTE,
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
@@ -446,7 +445,7 @@ def summary_paragraph(rows: list[dict], setup: dict) -> str:
     baselines = [row["label"] for row in rows if not is_trained(row)]
     model = (setup.get("model") or {}).get("name") or "the base model"
     n_test = next((r["n_test"] for r in rows if r.get("n_test") is not None), None)
-    text = f"This report compares {counted(len(trained), 'parameter-efficient fine-tuning run')}"
+    text = f"This report compares {counted(len(trained), 'fine-tuning run')}"
     text += f" ({', '.join(trained)})" if trained else ""
     text += (
         f" with {counted(len(baselines), 'baseline')} ({', '.join(baselines)})" if baselines else ""
@@ -467,12 +466,14 @@ def counted(n: int, noun: str) -> str:
 def findings(
     rows: list[dict], methods: list[dict] | None = None, pairs: list[dict] = ()
 ) -> list[str]:
-    """Sentences derived from the numbers, so they stay true when results change.
+    """Short findings derived from the numbers, so they stay true when results change: first
+    the takeaway in plain words (takeaway_sentence), then the verdicts, then the costs.
 
     Systems are compared by name: a method trained with several seeds by its mean.
     """
     methods = methods if methods is not None else aggregate.method_summary(rows)
     sentences = [
+        takeaway_sentence(methods, rows),
         best_rouge_sentence(methods),
         significance_sentence(methods, pairs),
         other_trained_pairs_sentence(methods, pairs),
@@ -481,6 +482,35 @@ def findings(
         cut_off_sentence(rows),
     ]
     return [s for s in sentences if s]
+
+
+def takeaway_sentence(methods: list[dict], rows: list[dict]) -> str:
+    """Quality against cost in one line: the best method that trains a part of the model,
+    as a share of full fine-tuning's ROUGE-L and parameters where `full` ran, else its gain
+    over the untrained model and the share of the model it trains."""
+    scored = ranked_by_rouge_l(methods)
+    runs = {r["name"]: r for r in first_run_per_method(rows)}  # kind and parameter counts
+    trained = [m for m in scored if m["name"] in runs]
+    full = next((m for m in trained if runs[m["name"]].get("kind") == "full"), None)
+    partial = next((m for m in trained if runs[m["name"]].get("kind") != "full"), None)
+    if partial is None:
+        return ""
+    mine = runs[partial["name"]]
+    if full is not None:
+        quality = partial["rougeL_mean"] / full["rougeL_mean"]
+        share = mine["trainable_params"] / runs[full["name"]]["trainable_params"]
+        return (f"{partial['name']} reaches {quality * 100:.0f} % of full fine-tuning's ROUGE-L "
+                f"({partial['rougeL_mean']:.2f} against {full['rougeL_mean']:.2f}) training "
+                f"{fmt_pct(share * 100)} % of its parameters.")
+    untrained = next((m for m in scored if m["name"] == "zero_shot"), None)
+    trains = (f"training {fmt_pct(mine['trainable_pct'])} % of the model's parameters"
+              if mine.get("trainable_pct") is not None else
+              f"training {mine['trainable_params']:,} parameters")
+    if untrained is None:
+        return f"{partial['name']} scores best among the trained methods, {trains}."
+    gain = partial["rougeL_mean"] - untrained["rougeL_mean"]
+    return (f"{partial['name']}, {trains}, scores {gain:+.2f} ROUGE-L against the untrained "
+            f"model ({partial['rougeL_mean']:.2f} against {untrained['rougeL_mean']:.2f}).")
 
 
 def ranked_by_rouge_l(methods: list[dict]) -> list[dict]:
