@@ -829,3 +829,33 @@ def test_takeaway_compares_with_full_fine_tuning_else_with_the_untrained_model()
         "lora, training 0.343 % of the model's parameters, scores +9.12 ROUGE-L against the "
         "untrained model (29.12 against 20.00).")
     assert "parameter-efficient" not in report.summary_paragraph(rows, {})
+
+
+def test_pareto_labels_never_overlap_nor_sit_on_their_own_line():
+    """Close points and close baselines, as the demo had (zero_shot_chat 23.65, lead3 24.83)."""
+    def run(name, params, seconds, rouge_l):
+        return {"name": name, "label": name, "trainable_params": params, "train_wall_s": seconds,
+                "rougeL": rouge_l}
+    rows = [run("lora", 460_800, 179, 24.1), run("lora_r4", 230_400, 175, 24.3),
+            run("prompt_tuning", 11_520, 176, 24.12), run("last_layers", 35_392_320, 115, 24.0),
+            {"name": "zero_shot_chat", "label": "zero_shot_chat", "rougeL": 23.65},
+            {"name": "lead3", "label": "lead3", "rougeL": 23.66}]
+    colors = report_figures.method_colors([r["name"] for r in rows])
+    figure = report_figures.pareto_figure(rows, colors)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+        assert len(boxes) == len(rows)
+        names = sorted(boxes)
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                assert not boxes[first].overlaps(boxes[second]), (first, second)
+        for r in rows[4:]:
+            line_y = ax.transData.transform((1, r["rougeL"]))[1]
+            assert boxes[r["label"]].y0 > line_y  # above its own line, not struck through
+
+
+def test_every_figure_has_an_svg_beside_its_png(rendered):
+    figures = rendered["out"] / "figures"
+    for name in FIGURES:
+        assert (figures / name).with_suffix(".svg").read_text().lstrip().startswith("<?xml")
