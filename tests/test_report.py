@@ -859,3 +859,15 @@ def test_every_figure_has_an_svg_beside_its_png(rendered):
     figures = rendered["out"] / "figures"
     for name in FIGURES:
         assert (figures / name).with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_columns_this_hardware_cannot_measure_are_left_out():
+    cpu = {"name": "lora", "label": "lora", "trainable_params": 10, "precision": "float32",
+           "train_wall_s": 5.0, "mfu": None, "peak_rss_mb": 900.0, "peak_gpu_mb": None,
+           "peak_gpu_reserved_mb": None, "checkpoint_mb": 1.0}
+    headers = report.resources_table([cpu]).headers + report.memory_table([cpu]).headers
+    assert "MFU" not in headers and not any("GPU" in h for h in headers)
+    gpu = {**cpu, "label": "lora/seed1", "mfu": 0.3, "peak_gpu_mb": 2000.0}
+    headers = report.resources_table([cpu, gpu]).headers + report.memory_table([cpu, gpu]).headers
+    assert "MFU" in headers and "Peak GPU allocated (MB)" in headers
+    assert "Peak GPU reserved (MB)" not in headers

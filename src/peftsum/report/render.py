@@ -371,7 +371,8 @@ def lengths_table(rows: list[dict]) -> Table:
 
 def resources_table(rows: list[dict]) -> Table:
     """Training and generation cost per run (compute and time)."""
-    # (header, format, key); NVML columns only when some run has them.
+    # (header, format, key); the hardware's columns only where some run has them (no MFU or
+    # GPU figures for CPU runs).
     columns = [
         ("Precision", fmt, "precision"),
         ("Train wall (s)", lambda v: fmt(v, 1), "train_wall_s"),
@@ -384,8 +385,7 @@ def resources_table(rows: list[dict]) -> Table:
         ("Optimizer steps", fmt, "optimizer_steps"),
         ("Generation wall (s)", lambda v: fmt(v, 1), "gen_wall_s"),
     ]
-    nvml = {"gpu_util_pct", "gpu_energy_j"}
-    columns = [c for c in columns if c[2] not in nvml or any(r.get(c[2]) is not None for r in rows)]
+    columns = [c for c in columns if c[2] not in HARDWARE_KEYS or measured(rows, c[2])]
     table = Table(
         ["Method"] + [c[0] for c in columns], [False] + [c[2] != "precision" for c in columns]
     )
@@ -416,25 +416,27 @@ def devices_sentence(rows: list[dict]) -> str:
 
 
 def memory_table(rows: list[dict]) -> Table:
-    headers = [
-        "Method",
-        "Peak RSS (MB)",
-        "Peak GPU allocated (MB)",
-        "Peak GPU reserved (MB)",
-        "Checkpoint (MB)",
-    ]
-    table = Table(headers, [False] + [True] * (len(headers) - 1))
-    for row in filter(is_trained, rows):
-        table.rows.append(
-            [
-                Cell(row["label"]),
-                Cell(fmt(row.get("peak_rss_mb"), 0)),
-                Cell(fmt(row.get("peak_gpu_mb"), 0)),
-                Cell(fmt(row.get("peak_gpu_reserved_mb"), 0)),
-                Cell(fmt_sig(row.get("checkpoint_mb"))),
-            ]
-        )
+    """Peak memory and checkpoint size per trained run; the GPU columns only for GPU runs."""
+    trained = list(filter(is_trained, rows))
+    columns = [("Peak RSS (MB)", "peak_rss_mb"), ("Peak GPU allocated (MB)", "peak_gpu_mb"),
+               ("Peak GPU reserved (MB)", "peak_gpu_reserved_mb")]
+    columns = [c for c in columns if c[1] not in HARDWARE_KEYS or measured(trained, c[1])]
+    table = Table(["Method"] + [h for h, _ in columns] + ["Checkpoint (MB)"],
+                  [False] + [True] * (len(columns) + 1))
+    for row in trained:
+        table.rows.append([Cell(row["label"])]
+                          + [Cell(fmt(row.get(key), 0)) for _, key in columns]
+                          + [Cell(fmt_sig(row.get("checkpoint_mb")))])
     return table
+
+
+# Figures that only some hardware measures (MFU needs a known peak, the rest a GPU): a column
+# of them is left out where no run has one.
+HARDWARE_KEYS = {"mfu", "gpu_util_pct", "gpu_energy_j", "peak_gpu_mb", "peak_gpu_reserved_mb"}
+
+
+def measured(rows: list[dict], key: str) -> bool:
+    return any(r.get(key) is not None for r in rows)
 
 
 # ---------------------------------------------------------------- text from numbers
