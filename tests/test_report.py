@@ -871,3 +871,13 @@ def test_columns_this_hardware_cannot_measure_are_left_out():
     headers = report.resources_table([cpu, gpu]).headers + report.memory_table([cpu, gpu]).headers
     assert "MFU" in headers and "Peak GPU allocated (MB)" in headers
     assert "Peak GPU reserved (MB)" not in headers
+
+
+def test_main_results_as_a_booktabs_latex_table(rendered):
+    tex = (rendered["out"] / "figures" / "main_results.tex").read_text()
+    assert all(cmd in tex for cmd in ("\\toprule", "\\midrule", "\\bottomrule"))
+    body = tex.split("\\midrule\n", 1)[1].split("\n\\bottomrule", 1)[0].splitlines()
+    quality = markdown_table(markdown_section(rendered["md"], "Quality"))
+    assert len(body) == len(quality) - 1  # one row per system
+    assert body[0].split(" & ")[0] == quality[1][0].replace("_", "\\_")
+    assert "zero\\_shot" in tex and "zero_shot" not in tex

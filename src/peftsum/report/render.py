@@ -169,6 +169,9 @@ def render(
         "appendix": appendix(setup, {label: read_json(path) for label, path in (runs or {}).items()}),
     }
     env = template_env(templates_dir or DEFAULT_TEMPLATES_DIR)
+    # For papers: beside the figures (a folder the workflow declares), in LaTeX with booktabs.
+    write_atomic(Path(out_md).parent / "figures" / LATEX_TABLE,
+                 latex_table(context["quality"], LATEX_CAPTION))
     write_atomic(out_md, env.get_template("report.md.j2").render(context))
     write_atomic(out_html, env.get_template("report.html.j2").render(context))
 
@@ -688,6 +691,32 @@ def example_summaries(
 
 
 # ---------------------------------------------------------------- templates
+
+
+LATEX_TABLE = "main_results.tex"
+LATEX_CAPTION = ("Test quality per system; ROUGE F1 $\\times$ 100, 95\\,\\% bootstrap intervals "
+                 "in brackets, the best value of each column in bold.")
+LATEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}",
+                                                    "^": r"\textasciicircum{}",
+                                                    "\\": r"\textbackslash{}"}
+
+
+def latex_table(table: Table, caption: str) -> str:
+    """A booktabs table (needs \\usepackage{booktabs}) with the cells as the report shows them."""
+    def cell(c: Cell) -> str:
+        text = latex_escape(c.text) + (f" {latex_escape(c.note)}" if c.note else "")
+        return f"\\textbf{{{text}}}" if c.bold else text
+
+    spec = "".join("r" if numeric else "l" for numeric in table.numeric)
+    lines = ["\\begin{table}[t]", "\\centering", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             " & ".join(latex_escape(h) for h in table.headers) + " \\\\", "\\midrule",
+             *(" & ".join(cell(c) for c in row) + " \\\\" for row in table.rows),
+             "\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(c, c) for c in text)
 
 
 def template_env(templates_dir: Path) -> jinja2.Environment:
