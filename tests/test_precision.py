@@ -52,12 +52,16 @@ def test_the_measurement_is_cached_per_machine_torch_and_threads(probe, monkeypa
     first = precision.cpu_speeds()
     precision._cached_speeds.cache_clear()  # a new job: only the file is left
     assert precision.cpu_speeds() == first and len(probe.calls) == 1
-    saved = json.loads(Path(first["cache"]).read_text())
+    path = Path(first["cache"])
+    saved = json.loads(path.read_text())
     assert saved["cpu_model"] == provenance.cpu_model() and saved["torch"] == torch.__version__
+    path.write_text(json.dumps({"bf16_s": 1.0, "fp32_s": 1.0}))  # an older probe's format
+    precision._cached_speeds.cache_clear()
+    assert precision.cpu_speeds() == first and len(probe.calls) == 2
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads + 1)
-        assert precision.cpu_speeds()["threads"] == threads + 1 and len(probe.calls) == 2
+        assert precision.cpu_speeds()["threads"] == threads + 1 and len(probe.calls) == 3
     finally:
         torch.set_num_threads(threads)
 
