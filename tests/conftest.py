@@ -21,7 +21,8 @@ def cpu_precision_in_tests(monkeypatch, tmp_path_factory):
     from peftsum.runtime import precision
 
     monkeypatch.setattr(precision, "CACHE_DIR", tmp_path_factory.mktemp("precision"))
-    monkeypatch.setattr(precision, "probe_seconds", lambda: (1.0, 1.0))
+    monkeypatch.setattr(precision, "probe_seconds", lambda: {
+        w: {"bf16_s": 1.0, "fp32_s": 1.0} for w in precision.WORKLOADS})
     precision._cached_speeds.cache_clear()
 
 

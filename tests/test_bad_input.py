@@ -224,32 +224,47 @@ def _one_line_error(done, needle):
     assert "Traceback" not in err, err[-2000:]
 
 
-def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path, summarize):
+@pytest.fixture
+def export(capsys):
+    """python -m peftsum export ..., in this process: (exit status, stderr)."""
+    from peftsum.__main__ import main
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            main(["export", *map(str, args)])
+            status = 0
+        except SystemExit as exit_:
+            status = exit_.code
+        return status, capsys.readouterr().err
+
+    return call
+
+
+def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path, export):
     run_dir = _copy_run(trained, tmp_path)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    _one_line_error(summarize("--run", run_dir, "--export", busy), "the folder is not empty")
+    _one_line_error(export(run_dir, busy), "the folder is not empty")
     assert (busy / "notes.txt").read_text() == "mine"
     base = trained / "resources" / "models" / "tiny-gpt2"
     before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
     for target in (base, trained / "resources" / "new"):
-        _one_line_error(summarize("--run", run_dir, "--export", target, "--force"),
-                        "refusing to write into")
+        _one_line_error(export(run_dir, target, "--force"), "refusing to write into")
     assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before
-    status, err = summarize("--run", run_dir, "--export", busy, "--force")
+    status, err = export(run_dir, busy, "--force")
     assert status == 0, err[-2000:]
     assert (busy / "adapter_config.json").exists() and (busy / "notes.txt").exists()
 
 
-def test_export_through_a_link_to_the_base_model_is_refused(trained, tmp_path, summarize):
+def test_export_through_a_link_to_the_base_model_is_refused(trained, tmp_path, export):
     run_dir = _copy_run(trained, tmp_path)
     base = trained / "resources" / "models" / "tiny-gpt2"
     before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
     link = tmp_path / "link"
     link.symlink_to(base)
-    _one_line_error(summarize("--run", run_dir, "--export", link, "--force"),
-                    "refusing to write into")
+    _one_line_error(export(run_dir, link, "--force"), "refusing to write into")
     assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before
 
 

@@ -282,7 +282,11 @@ def test_prompt_tuning_vocab_and_random_inits(tokenizer):
     i for s, i in zip(TINY_SPECS, IDS) if s["kind"] not in ("bitfit", "prompt_tuning")])
 def test_peft_kinds_export_an_adapter_that_peft_loads(tokenizer, tmp_path, spec):
     model = _perturbed(spec, tokenizer)
-    restore.export(model, tokenizer, {"method": spec}, tmp_path)
+    record = {"name": "m", "method": spec, "template": {"prefix": "", "suffix": "\nTL;DR:",
+                                                       "summary_prefix": " ", "max_length": 64,
+                                                       "max_target_tokens": 8},
+              "base_model": {"context_length": 128}, "reserved_positions": 4}
+    restore.export(model, tokenizer, record, tmp_path, ("base", None))
     loaded = PeftModel.from_pretrained(tiny(), tmp_path).eval()
     batch = _batch(tokenizer)
     with torch.no_grad():
@@ -307,7 +311,7 @@ def test_smoke_runs_restore_to_the_evaluation_predictions_and_export(smoke_workf
                             restore.decoding(run_dir))
     assert got == [e["prediction"] for e in expected]
 
-    restore.export(model, tokenizer, run, tmp_path / "export")
+    restore.export(model, tokenizer, run, tmp_path / "export", restore.base_reference(run))
     base = models.load(smoke_workflow / "resources" / "models" / "tiny-gpt2")[0]
     if method == "bitfit":  # its own weights changed: a whole model
         exported = AutoModelForCausalLM.from_pretrained(tmp_path / "export")

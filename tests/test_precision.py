@@ -14,13 +14,15 @@ REAL_PROBE = precision.probe_seconds  # before conftest's fixture replaces it
 
 @pytest.fixture
 def probe(monkeypatch):
-    """The probe's answer as (bf16 seconds, fp32 seconds); counts how often it ran."""
+    """The probe's answer, (bf16 seconds, fp32 seconds) for training and, unless given, the
+    same for generation; counts how often it ran."""
     calls = []
 
-    def answer(bf16_s, fp32_s):
+    def answer(bf16_s, fp32_s, generate=None):
         def probe_seconds():
             calls.append(1)
-            return bf16_s, fp32_s
+            return {"train": {"bf16_s": bf16_s, "fp32_s": fp32_s},
+                    "generate": dict(zip(("bf16_s", "fp32_s"), generate or (bf16_s, fp32_s)))}
         monkeypatch.setattr(precision, "probe_seconds", probe_seconds)
         precision._cached_speeds.cache_clear()
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
@@ -35,7 +37,14 @@ def test_auto_takes_bf16_only_where_measured_faster(probe, bf16_s, fp32_s, dtype
     assert precision.amp_dtype(CPU, "auto") == dtype
     choice = precision.cpu_choice("auto")
     assert choice["dtype"] == str(dtype or torch.float32).removeprefix("torch.")
-    assert (choice["bf16_s"], choice["fp32_s"]) == (bf16_s, fp32_s)
+    assert choice["train"] == {"bf16_s": bf16_s, "fp32_s": fp32_s}
+
+
+def test_generation_has_its_own_answer(probe):
+    """Decoding's small matmuls can be slower in bf16 where training's are faster."""
+    probe(0.5, 1.0, generate=(1.6, 1.0))
+    assert precision.amp_dtype(CPU, "auto", "train") == torch.bfloat16
+    assert precision.amp_dtype(CPU, "auto", "generate") is None
 
 
 def test_the_measurement_is_cached_per_machine_torch_and_threads(probe, monkeypatch):
@@ -43,12 +52,16 @@ def test_the_measurement_is_cached_per_machine_torch_and_threads(probe, monkeypa
     first = precision.cpu_speeds()
     precision._cached_speeds.cache_clear()  # a new job: only the file is left
     assert precision.cpu_speeds() == first and len(probe.calls) == 1
-    saved = json.loads(Path(first["cache"]).read_text())
+    path = Path(first["cache"])
+    saved = json.loads(path.read_text())
     assert saved["cpu_model"] == provenance.cpu_model() and saved["torch"] == torch.__version__
+    path.write_text(json.dumps({"bf16_s": 1.0, "fp32_s": 1.0}))  # an older probe's format
+    precision._cached_speeds.cache_clear()
+    assert precision.cpu_speeds() == first and len(probe.calls) == 2
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads + 1)
-        assert precision.cpu_speeds()["threads"] == threads + 1 and len(probe.calls) == 2
+        assert precision.cpu_speeds()["threads"] == threads + 1 and len(probe.calls) == 3
     finally:
         torch.set_num_threads(threads)
 
@@ -71,6 +84,7 @@ def test_provenance_records_the_choice_and_why(probe):
     assert provenance.record("hash")["cpu_precision"] is None
 
 
-def test_the_real_probe_times_both_precisions():
-    bf16_s, fp32_s = REAL_PROBE()
-    assert bf16_s > 0 and fp32_s > 0
+def test_the_real_probe_times_both_precisions_for_each_workload():
+    seconds = REAL_PROBE()
+    assert set(seconds) == set(precision.WORKLOADS)
+    assert all(s > 0 for times in seconds.values() for s in times.values())

@@ -814,3 +814,82 @@ def test_parameters_table_has_one_row_per_method(rendered):
     assert [cells[0] for cells in table[1:]] == [name for name in NAMES if (name, 0) in RUNS]
     lora = dict(zip(table[0], table[1]))
     assert lora["Trainable"] == f"{load(run_json('lora'))['params']['trainable']:,}"
+
+
+def test_findings_are_bullets_opening_with_quality_against_cost(rendered):
+    findings = markdown_section(rendered["md"], "Findings").strip().splitlines()
+    assert all(line.startswith("- ") for line in findings) and len(findings) >= 3
+    assert re.match(r"- \S+ (reaches \d+ % of full fine-tuning's|, training .* scores [+-])",
+                    findings[0]) or "ROUGE-L against the untrained model" in findings[0]
+
+
+def test_takeaway_compares_with_full_fine_tuning_else_with_the_untrained_model():
+    def row(name, kind, params, pct):
+        return {"name": name, "label": name, "kind": kind, "trainable_params": params,
+                "trainable_pct": pct}
+    rows = [row("full", "full", 134_515_008, 100.0), row("lora", "lora", 460_800, 0.3426),
+            row("prompt_tuning", "prompt_tuning", 11_520, 0.0086),
+            {"name": "zero_shot", "label": "zero_shot", "kind": "baseline",
+             "trainable_params": None}]
+    methods = [{"name": "full", "rougeL_mean": 32.0}, {"name": "lora", "rougeL_mean": 29.12},
+               {"name": "prompt_tuning", "rougeL_mean": 26.0},
+               {"name": "zero_shot", "rougeL_mean": 20.0}]
+    assert report.takeaway_sentence(methods, rows) == (
+        "lora reaches 91 % of full fine-tuning's ROUGE-L (29.12 against 32.00) training "
+        "0.343 % of its parameters.")
+    assert report.takeaway_sentence(methods[1:], rows[1:]) == (
+        "lora, training 0.343 % of the model's parameters, scores +9.12 ROUGE-L against the "
+        "untrained model (29.12 against 20.00).")
+    assert "parameter-efficient" not in report.summary_paragraph(rows, {})
+
+
+def test_pareto_labels_never_overlap_nor_sit_on_their_own_line():
+    """Close points and close baselines, as the demo had (zero_shot_chat 23.65, lead3 24.83)."""
+    def run(name, params, seconds, rouge_l):
+        return {"name": name, "label": name, "trainable_params": params, "train_wall_s": seconds,
+                "rougeL": rouge_l}
+    rows = [run("lora", 460_800, 179, 24.1), run("lora_r4", 230_400, 175, 24.3),
+            run("prompt_tuning", 11_520, 176, 24.12), run("last_layers", 35_392_320, 115, 24.0),
+            {"name": "zero_shot_chat", "label": "zero_shot_chat", "rougeL": 23.65},
+            {"name": "lead3", "label": "lead3", "rougeL": 23.66}]
+    colors = report_figures.method_colors([r["name"] for r in rows])
+    figure = report_figures.pareto_figure(rows, colors)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+        assert len(boxes) == len(rows)
+        names = sorted(boxes)
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                assert not boxes[first].overlaps(boxes[second]), (first, second)
+        for r in rows[4:]:
+            line_y = ax.transData.transform((1, r["rougeL"]))[1]
+            assert boxes[r["label"]].y0 > line_y  # above its own line, not struck through
+
+
+def test_every_figure_has_an_svg_beside_its_png(rendered):
+    figures = rendered["out"] / "figures"
+    for name in FIGURES:
+        assert (figures / name).with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_columns_this_hardware_cannot_measure_are_left_out():
+    cpu = {"name": "lora", "label": "lora", "trainable_params": 10, "precision": "float32",
+           "train_wall_s": 5.0, "mfu": None, "peak_rss_mb": 900.0, "peak_gpu_mb": None,
+           "peak_gpu_reserved_mb": None, "checkpoint_mb": 1.0}
+    headers = report.resources_table([cpu]).headers + report.memory_table([cpu]).headers
+    assert "MFU" not in headers and not any("GPU" in h for h in headers)
+    gpu = {**cpu, "label": "lora/seed1", "mfu": 0.3, "peak_gpu_mb": 2000.0}
+    headers = report.resources_table([cpu, gpu]).headers + report.memory_table([cpu, gpu]).headers
+    assert "MFU" in headers and "Peak GPU allocated (MB)" in headers
+    assert "Peak GPU reserved (MB)" not in headers
+
+
+def test_main_results_as_a_booktabs_latex_table(rendered):
+    tex = (rendered["out"] / "figures" / "main_results.tex").read_text()
+    assert all(cmd in tex for cmd in ("\\toprule", "\\midrule", "\\bottomrule"))
+    body = tex.split("\\midrule\n", 1)[1].split("\n\\bottomrule", 1)[0].splitlines()
+    quality = markdown_table(markdown_section(rendered["md"], "Quality"))
+    assert len(body) == len(quality) - 1  # one row per system
+    assert body[0].split(" & ")[0] == quality[1][0].replace("_", "\\_")
+    assert "zero\\_shot" in tex and "zero_shot" not in tex

@@ -53,7 +53,7 @@ def test_exports_load_with_the_standard_loaders(smoke_workflow, tmp_path, monkey
     base_dir = smoke_workflow / "resources" / "models" / "tiny-gpt2"
     for method in ("lora", "last_layers"):
         model, tokenizer, run = restore.load_run(run_dir(smoke_workflow, method))
-        restore.export(model, tokenizer, run, tmp_path / method)
+        restore.export(model, tokenizer, run, tmp_path / method, restore.base_reference(run))
     adapter = PeftModel.from_pretrained(models.load(base_dir)[0], tmp_path / "lora")
     assert (tmp_path / "lora" / "adapter_config.json").exists()
     assert sum(p.numel() for n, p in adapter.named_parameters() if "lora_" in n) == 4096

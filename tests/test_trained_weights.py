@@ -35,6 +35,9 @@ KINDS = {
     "last_layers": {"kind": "last_layers", "n_blocks": 1, "final_norm": True, "lr": 0.01},
     "full": {"kind": "full", "lr": 0.001},
 }
+# train.run alone records no template (stages.train adds it); what export needs of one.
+TEMPLATE = {"prefix": "", "suffix": "\nTL;DR:", "summary_prefix": " ", "max_length": 512,
+            "max_target_tokens": 64}
 CFG = TrainingConfig(epochs=1, max_steps=3, batch_size=4, eval_every=3, eval_samples=4,
                      log_every=3, patience=None, checkpoint_every=100)
 
@@ -101,6 +104,8 @@ def test_exported_lora_adapter_loads_in_peft_with_the_same_logits(trained, tmp_p
     method, model_dir, out, at_end, _, batch = trained
     model, tokenizer = evaluate.load_model(model_dir, method, out / "trainable.safetensors",
                                            torch.device("cpu"), None)
-    restore.export(model, tokenizer, json.loads((out / "run.json").read_text()), tmp_path)
+    record = {**json.loads((out / "run.json").read_text()), "template": TEMPLATE,
+              "base_model": {"context_length": 512}, "reserved_positions": 0}
+    restore.export(model, tokenizer, record, tmp_path, (str(model_dir), None))
     adapter = PeftModel.from_pretrained(models.load(model_dir)[0], tmp_path)
     assert_close_logits(logits(adapter, batch), at_end, FP32)

@@ -1,4 +1,5 @@
-"""python -m peftsum <stage> ...: the stages as commands, for shell rules and torchrun."""
+"""The peftsum command: the user's verbs (summarize, export, timings) and, hidden from --help,
+the stage verbs that shell rules and torchrun call."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
-from peftsum import stages
+from peftsum import __version__, stages
 from peftsum.errors import UserError
 from peftsum.files import write_atomic
-from peftsum.runtime import distributed
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -64,21 +64,16 @@ def _summarize(args: argparse.Namespace) -> None:
     """Every input and option is checked before the model loads."""
     from peftsum.evaluation import restore
 
-    run = restore.read_run(args.run)
-    if args.export:
-        restore.check_export(args.run, run, args.model, args.export, args.force)
+    restore.read_run(args.run)
     _check_output(args.output)
-    articles, ids = (None, None) if args.export and args.input is None else _read_articles(
-        args.input or "-")
+    if args.input is None:
+        raise UserError("summarize: give --input FILE (text or .jsonl), or --input - to read "
+                        "the article from standard input")
+    articles, ids = _read_articles(args.input)
     cfg = restore.decoding(args.run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                            no_repeat_ngram_size=args.no_repeat_ngram_size,
                            batch_size=args.batch_size)
     model, tokenizer, run = restore.load_run(args.run, args.model)
-    if args.export:
-        logging.getLogger("peftsum").info("exported %s", restore.export(model, tokenizer, run,
-                                                                       args.export))
-    if articles is None:
-        return
     summaries = restore.summarize(model, tokenizer, run, articles, cfg)
     if ids is None:
         text = "\n\n".join(summaries) + "\n"
@@ -88,6 +83,13 @@ def _summarize(args: argparse.Namespace) -> None:
         write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from peftsum.evaluation import restore
+
+    how = restore.export_run(Path(args.run), Path(args.dir), args.model, args.force)
+    print(f"exported {args.run} to {args.dir}; load it with {how}")
 
 
 def _padding(args: argparse.Namespace) -> None:
@@ -120,10 +122,64 @@ def _at_least(minimum: int):
     return parse
 
 
+USER_VERBS = "{summarize,export,timings}"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m peftsum")
-    sub = p.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train one method with one seed (torchrun-ready)")
+    p = argparse.ArgumentParser(
+        prog="peftsum", description="Use the runs that the peftsum workflow trained: summarize "
+        "text with one, export one for transformers and PEFT, or see where a workflow's time "
+        "went. The workflow itself runs with snakemake (README).")
+    p.add_argument("--version", action="version", version=f"peftsum {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar=USER_VERBS)
+    _add_summarize(sub)
+    _add_export(sub)
+    times = sub.add_parser("timings", help="where a workflow run's time went, per job and stage, "
+                                           "from its benchmarks/ files")
+    times.add_argument("--benchmarks", default="benchmarks")
+    times.add_argument("--wall", type=float, default=None, help="the run's wall time in seconds")
+    times.set_defaults(func=_timings, log=None)
+    _add_stage_verbs(sub)
+    return p
+
+
+def _add_summarize(sub) -> None:
+    summ = sub.add_parser("summarize", help="summarize text with a trained run",
+                          description="Load a run's trained weights on its base model and "
+                          "summarize a text file (one article), standard input (-), or a JSONL "
+                          "file ('article' field), with the decoding the run was evaluated with.")
+    summ.add_argument("--run", required=True, help="results/<experiment>/train/<method>/seed<seed>")
+    summ.add_argument("--input", default=None, help="text file, .jsonl file, or - for standard "
+                                                    "input")
+    summ.add_argument("--output", default=None, help="output file (default: standard output)")
+    summ.add_argument("--model", default=None, help="base model folder (default: the run's)")
+    summ.add_argument("--max-new-tokens", type=_at_least(1), default=None)
+    summ.add_argument("--num-beams", type=_at_least(1), default=None)
+    summ.add_argument("--no-repeat-ngram-size", type=_at_least(0), default=None)
+    summ.add_argument("--batch-size", type=_at_least(1), default=None)
+    summ.set_defaults(func=_summarize, log=None)
+
+
+def _add_export(sub) -> None:
+    export = sub.add_parser(
+        "export", help="export a trained run for transformers and PEFT",
+        description="Write a trained run where plain transformers and PEFT load it: PEFT's kinds "
+        "and prompt tuning as a PEFT adapter folder naming its base model (hub id and revision, "
+        "else the folder's absolute path), the others as a save_pretrained model; each with its "
+        "tokenizer, prompt template and a model card (README.md) with its test metrics.")
+    export.add_argument("run", metavar="RUN", help="results/<experiment>/train/<method>/seed<seed>")
+    export.add_argument("dir", metavar="DIR", help="a new or empty folder")
+    export.add_argument("--model", default=None, help="base model folder (default: the run's)")
+    export.add_argument("--force", action="store_true",
+                        help="write into a non-empty DIR (never under resources/)")
+    export.set_defaults(func=_export, log=None)
+
+
+def _add_stage_verbs(sub) -> None:
+    """Verbs the workflow calls, kept out of --help: argparse lists only subcommands given a
+    help text (help=SUPPRESS would print "==SUPPRESS==" before Python 3.13), and USER_VERBS
+    replaces the list of choices."""
+    train = sub.add_parser("train")
     train.add_argument("--settings", required=True,
                        help="JSON: name, method (kind and hyperparameters), training, seed")
     train.add_argument("--model", required=True, help="materialised model folder")
@@ -132,42 +188,18 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", default=None, help="resumable checkpoint folder")
     train.add_argument("--log", default=None, help="log file (rank 0)")
     train.set_defaults(func=_train)
-
-    summ = sub.add_parser("summarize", help="summarize text with a trained run",
-                          description="Load a run's trained weights on its base model and "
-                          "summarize a text file (one article), stdin, or a JSONL file "
-                          "('article' field), with the decoding the run was evaluated with.")
-    summ.add_argument("--run", required=True, help="results/<experiment>/train/<method>/seed<seed>")
-    summ.add_argument("--input", default=None, help="text file, .jsonl file or - (default: -)")
-    summ.add_argument("--output", default=None, help="output file (default: stdout)")
-    summ.add_argument("--model", default=None, help="base model folder (default: the run's)")
-    summ.add_argument("--max-new-tokens", type=_at_least(1), default=None)
-    summ.add_argument("--num-beams", type=_at_least(1), default=None)
-    summ.add_argument("--no-repeat-ngram-size", type=_at_least(0), default=None)
-    summ.add_argument("--batch-size", type=_at_least(1), default=None)
-    summ.add_argument("--export", default=None, metavar="DIR",
-                      help="also export: the PEFT kinds as a PEFT adapter folder, last layers "
-                           "and BitFit as a model (DIR must be empty or new)")
-    summ.add_argument("--force", action="store_true",
-                      help="let --export write into a non-empty DIR (never under resources/)")
-    summ.set_defaults(func=_summarize, log=None)
-
-    pad = sub.add_parser("padding", help="pad-token share of random, length-grouped and fixed-width "
-                                         "batches of a tokenized split")
-    pad.add_argument("--data", required=True, help="e.g. results/data/tokenized/train.jsonl")
+    pad = sub.add_parser("padding", description="pad-token share of random, length-grouped and fixed-width "
+                                     "batches of a tokenized split")
+    pad.add_argument("--data", required=True, help="e.g. results/<experiment>/data/tokenized/train.jsonl")
     pad.add_argument("--batch-size", type=int, default=8)
     pad.add_argument("--width", type=int, default=512, help="the fixed width to compare with")
     pad.set_defaults(func=_padding, log=None)
-    times = sub.add_parser("timings", help="where a workflow run's time went, per job and stage, "
-                                           "from its benchmarks/ files")
-    times.add_argument("--benchmarks", default="benchmarks")
-    times.add_argument("--wall", type=float, default=None, help="the run's wall time in seconds")
-    times.set_defaults(func=_timings, log=None)
-    return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    from peftsum.runtime import distributed  # imports torch: not for --help or --version
+
     with stages.guarded(args.log if distributed.is_main() else None):
         if not distributed.is_main():
             logging.getLogger().setLevel(logging.WARNING)  # only rank 0 logs

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,10 +30,18 @@ log = logging.getLogger("peftsum")
 
 
 def setup_logging(log_file: str | Path | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Log to standard error, or, for a workflow job (log_file), to its log file with only
+    warnings and errors on the console that its parallel jobs share; such a job shows no
+    progress bars either (two jobs' bars interleave on one console line; its log file has
+    the loop's rows)."""
+    console = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [console]
     if log_file:
+        console.setLevel(logging.WARNING)
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
+        # tqdm reads its TQDM_* settings when imported, which the stages do after this.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

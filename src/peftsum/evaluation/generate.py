@@ -209,7 +209,7 @@ def run_model(model_dir: Path, tokenized_test: Path, split_test: Path, cfg: Eval
     """Evaluate a trained method (method + weights) or, with neither, the untrained model
     under the name `baseline`."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = amp_dtype(dev, cfg.cpu_bf16)
+    dtype = amp_dtype(dev, cfg.cpu_bf16, "generate")
     model, tokenizer = load_model(model_dir, method, weights, dev, dtype)
     examples, split_rows = read_jsonl(tokenized_test), read_jsonl(split_test)
     generation = generate_and_score(model, tokenizer, examples, cfg, dev, dtype)

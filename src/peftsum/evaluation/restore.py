@@ -24,6 +24,7 @@ from peftsum.data import models
 from peftsum.data.tokenize import Encoder, source_budget
 from peftsum.errors import UserError
 from peftsum.evaluation.generate import generate
+from peftsum.files import write_atomic, write_json
 from peftsum.methods.common import unwrap
 from peftsum.runtime.precision import amp_dtype, place_for_inference
 
@@ -109,22 +110,16 @@ def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig)
                                                          run["reserved_positions"]))
     examples = encoder.encode(articles, [""] * len(articles))  # only the source part is used
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = amp_dtype(dev, cfg.cpu_bf16)
+    dtype = amp_dtype(dev, cfg.cpu_bf16, "generate")
     outputs = generate(place_for_inference(model, dev, dtype), tokenizer, examples, cfg, dev, dtype)
     return [o["text"] for o in outputs]
 
 
-# Kinds whose model is a PeftModel (a standard adapter folder), and kinds that change the
-# model's own weights (a save_pretrained model folder).
+# Kinds whose model is a PeftModel (saved as PEFT saves it), the soft prompt (saved as PEFT's
+# prompt tuning), and the rest, which change the model's own weights (a save_pretrained model).
 PEFT_EXPORTS = ("lora", "ia3", "prefix_tuning", "p_tuning", "adalora", "peft")
-MODEL_EXPORTS = ("last_layers", "bitfit")
-EXPORTS = PEFT_EXPORTS + MODEL_EXPORTS
-
-
-def _require_export_format(kind: str) -> None:
-    if kind not in EXPORTS:
-        raise UserError(f"a {kind} run has no standard export format: its trainable.safetensors "
-                        "is the whole of what it adds")
+PROMPT_TUNING = "prompt_tuning"
+TEMPLATE_FILE = "prompt_template.json"
 
 
 def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[Path]:
@@ -139,31 +134,141 @@ def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list
 
 def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path,
                  force: bool = False) -> None:
-    """Before anything loads: the run's kind has an export format, and out_dir is neither
-    inside resources/, the base model or the run, nor (unless forced) a non-empty folder."""
-    _require_export_format(run["method"]["kind"])
+    """Before anything loads: out_dir is neither inside resources/, the base model or the run,
+    nor (unless forced) a non-empty folder."""
     target = Path(out_dir).resolve()
     for folder in _protected_folders(run_dir, run, model_dir):
         if target.is_relative_to(folder) or folder.is_relative_to(target):
-            raise UserError(f"--export {out_dir}: refusing to write into {folder} (it holds the "
+            raise UserError(f"export to {out_dir}: refusing to write into {folder} (it holds the "
                             "workflow's models and data, or this run): choose another folder")
     if target.exists() and not target.is_dir():
-        raise UserError(f"--export {out_dir}: is a file, not a folder")
+        raise UserError(f"export to {out_dir}: is a file, not a folder")
     if target.is_dir() and any(target.iterdir()) and not force:
-        raise UserError(f"--export {out_dir}: the folder is not empty; choose an empty or new "
+        raise UserError(f"export to {out_dir}: the folder is not empty; choose an empty or new "
                         "folder, or pass --force to write over its files")
 
 
-def export(model, tokenizer, run: dict, out_dir: Path) -> str:
-    """The PEFT kinds: a standard PEFT adapter folder; last layers and BitFit (which change the
-    model's own weights): a full save_pretrained model folder."""
+def export_run(run_dir: Path, out_dir: Path, model_dir: Path | None = None,
+               force: bool = False) -> str:
+    """Export a trained run for use without peftsum; returns how to load it."""
+    run = read_run(run_dir)
+    check_export(run_dir, run, model_dir, out_dir, force)
+    model, tokenizer, run = load_run(run_dir, model_dir)
+    return export(model, tokenizer, run, out_dir, base_reference(run, model_dir),
+                  evaluation_metrics(run_dir))
+
+
+def base_reference(run: dict, model_dir: Path | None = None) -> tuple[str, str | None]:
+    """(name or path, revision) of the base model, as PEFT's adapter config names it: the hub
+    id and the commit (else the revision asked for) where it came from the hub, else the
+    absolute path of its folder."""
+    base = run["base_model"]
+    if base.get("source") == "hf" and model_dir is None:
+        return base["id"], base.get("commit") or base.get("revision")
+    return os.path.abspath(model_dir or base["dir"]), None
+
+
+def evaluation_metrics(run_dir: Path) -> dict | None:
+    """The run's evaluation (metrics.json) where the workflow wrote one, else None."""
+    path = evaluation_of(run_dir)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def export(model, tokenizer, run: dict, out_dir: Path, base: tuple[str, str | None],
+           metrics: dict | None = None) -> str:
+    """Write the run as the ecosystem reads it: the PEFT kinds and prompt tuning as a PEFT
+    adapter folder naming `base` (name or path, revision), every other kind as a save_pretrained
+    model; both with the tokenizer, the prompt template (TEMPLATE_FILE) and a model card."""
     out_dir = Path(out_dir)
     kind = run["method"]["kind"]
-    _require_export_format(kind)
-    if kind in PEFT_EXPORTS:
+    if kind == PROMPT_TUNING:
+        model = prompt_tuning_adapter(model)
+    if kind in PEFT_EXPORTS or kind == PROMPT_TUNING:
         model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
-        return f"PEFT adapter: PeftModel.from_pretrained(base, '{out_dir}')"
-    unwrap(model).save_pretrained(out_dir, safe_serialization=True)  # last_layers, bitfit
+        _name_base(out_dir / "adapter_config.json", *base)
+        how = (f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('{base[0]}'"
+               + (f", revision='{base[1]}'" if base[1] else "") + f"), '{out_dir}')")
+    else:
+        unwrap(model).save_pretrained(out_dir, safe_serialization=True)
+        how = f"AutoModelForCausalLM.from_pretrained('{out_dir}')"
     tokenizer.save_pretrained(out_dir)
-    return f"full model: AutoModelForCausalLM.from_pretrained('{out_dir}')"
+    write_json(out_dir / TEMPLATE_FILE, {
+        **{k: run["template"][k] for k in ("prefix", "suffix")},
+        "max_source_tokens": source_budget(TemplateConfig.from_dict(run["template"]),
+                                           run["base_model"]["context_length"],
+                                           run["reserved_positions"])})
+    write_atomic(out_dir / "README.md", model_card(run, base, metrics, how))
+    return how
 
+
+def prompt_tuning_adapter(model):
+    """The soft prompt as PEFT's prompt tuning on the same base: PEFT prepends it to the input
+    embeddings as SoftPromptModel does."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    prompt = model.soft_prompt.detach()  # (P, C)
+    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=prompt.shape[0],
+                                token_dim=prompt.shape[1])
+    adapter = get_peft_model(unwrap(model), config)
+    with torch.no_grad():
+        adapter.prompt_encoder[adapter.active_adapter].embedding.weight.copy_(prompt)
+    return adapter
+
+
+def _name_base(config_file: Path, name: str, revision: str | None) -> None:
+    """PEFT writes the base's in-memory path (relative to the workflow's folder): name the
+    model where it can be found from anywhere."""
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"], config["revision"] = name, revision
+    write_json(config_file, config)
+
+
+CARD_METRICS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"),
+                ("rougeLsum", "ROUGE-Lsum"), ("test_loss", "test loss"))
+
+
+def model_card(run: dict, base: tuple[str, str | None], metrics: dict | None, how: str) -> str:
+    """README.md of an export: base model, data, prompt template, hyperparameters and the
+    run's test metrics."""
+    name, revision = base
+    kind = run["method"]["kind"]
+    front = ["---", f"library_name: {'peft' if how.startswith('PeftModel') else 'transformers'}",
+             "pipeline_tag: text-generation", f"tags: [summarization, peftsum, {kind}]", "---"]
+    if not os.path.isabs(name):  # a hub id: the hub links the card to its base
+        front.insert(1, f"base_model: {name}")
+    at = f" at revision `{revision}`" if revision else ""
+    lines = [*front, "", f"# {run['name']}: {run.get('trains', kind)}", "",
+             (f"Trained with peftsum ({kind}, seed {run.get('seed')}) on the base model "
+              f"`{name}`{at}, from {run.get('train_examples', 'an unknown number of')} training "
+              "examples."), "", *_card_use(run["template"], how, metrics), "",
+             "## Hyperparameters", "", "| setting | value |", "|---|---|",
+             *(f"| {k} | {json.dumps(v)} |" for k, v in (run.get("hparams") or run["method"]).items()),
+             "", "## Test metrics", "", *_card_metrics(metrics)]
+    return "\n".join(lines) + "\n"
+
+
+def _card_use(template: dict, how: str, metrics: dict | None) -> list[str]:
+    decoding = (metrics or {}).get("decoding") or {}
+    return ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            *(["from peft import PeftModel"] if how.startswith("PeftModel") else []),
+            f"model = {how}", "tokenizer = AutoTokenizer.from_pretrained('<this folder>')",
+            f"prompt = {json.dumps(template['prefix'])} + article + {json.dumps(template['suffix'])}",
+            "inputs = tokenizer(prompt, return_tensors='pt')",
+            (f"output = model.generate(**inputs, do_sample=False, max_new_tokens="
+             f"{decoding.get('max_new_tokens', 128)})"), "```", "",
+            "## Prompt template", "",
+            (f"The input is prefix + article + suffix ({TEMPLATE_FILE}), the article cut to "
+             "max_source_tokens tokens; in training the summary followed "
+             f"{json.dumps(template['summary_prefix'])} and ended with the EOS token. The test "
+             "metrics below were decoded with "
+             f"{json.dumps(decoding) if decoding else 'greedy search'} (peftsum's "
+             "no_repeat_ngram_size counts the generated tokens only, not the article's, unlike "
+             "transformers' option of that name).")]
+
+
+def _card_metrics(metrics: dict | None) -> list[str]:
+    if not metrics:
+        return ["This run had not been evaluated when it was exported."]
+    return ["| metric | value |", "|---|---|",
+            *(f"| {label} | {metrics[key]:.2f} |" for key, label in CARD_METRICS if key in metrics),
+            f"| test examples | {metrics.get('n_test')} |"]

@@ -101,6 +101,8 @@ def save_figures(rows: list[dict], steps: dict[str, list[dict]], folder: Path,
             continue
         png = png_bytes(figure)
         write_atomic(folder / filename, png)
+        # Vector beside it, for papers: the same figure, any size.
+        write_atomic((folder / filename).with_suffix(".svg"), svg_bytes(figure))
         data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         caption = CAPTIONS.get(filename) or report_study.CAPTIONS[filename]
         figures.append(FigureFile(title, caption, f"{folder.name}/{filename}", data_uri))
@@ -111,6 +113,32 @@ def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def svg_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No date or tool version in the file: the same results give the same bytes.
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    return buffer.getvalue()
+
+
+LABEL_GAP = 2.0  # points between two labels moved apart
+
+
+def separate_labels(ax, texts: list) -> None:
+    """Move annotations (offset in points) up until no two boxes overlap, lowest first; the
+    labels of close points and baselines otherwise print over each other."""
+    renderer = ax.figure.canvas.get_renderer()
+    points_per_pixel = 72 / ax.figure.dpi
+    placed = []
+    for text in sorted(texts, key=lambda t: t.get_window_extent(renderer).y0):
+        box = text.get_window_extent(renderer)
+        for other in sorted(placed, key=lambda b: b.y0):
+            if box.overlaps(other):
+                shift = (other.y1 - box.y0) * points_per_pixel + LABEL_GAP
+                text.xyann = (text.xyann[0], text.xyann[1] + shift)
+                box = text.get_window_extent(renderer)
+        placed.append(box)
 
 
 def seed_styles(labels: list[str]) -> dict[str, int]:
@@ -210,12 +238,14 @@ def pareto_figure(rows: list[dict], colors: dict[str, str]) -> Figure | None:
                         capsize=3, markersize=7)
             # The label beside its point, so a reader needs no legend to tell the runs apart;
             # neighbours along x alternate above and below, so close points keep their labels.
-            ax.annotate(r["label"], (r[key], r["rougeL"]), xytext=(6, 4 if k % 2 == 0 else -13),
-                        textcoords="offset points", fontsize="small", color=colors[r["name"]])
+            ax.annotate(r["label"], (r[key], r["rougeL"]), xytext=(6, 4 if k % 2 == 0 else -4),
+                        textcoords="offset points", fontsize="small", color=colors[r["name"]],
+                        va="bottom" if k % 2 == 0 else "top")
         for r in baselines:
             ax.axhline(r["rougeL"], linestyle="--", color=colors[r["name"]], linewidth=1)
+            # Its bottom above its own line, never struck through by it.
             ax.annotate(r["label"], (1.0, r["rougeL"]), xycoords=("axes fraction", "data"),
-                        xytext=(-4, 3), textcoords="offset points", ha="right",
+                        xytext=(-4, 2), textcoords="offset points", ha="right", va="bottom",
                         fontsize="small", color=colors[r["name"]])
         if log:
             ax.set_xscale("log")
@@ -223,6 +253,9 @@ def pareto_figure(rows: list[dict], colors: dict[str, str]) -> Figure | None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("ROUGE-L (F1 × 100)")
         ax.grid(alpha=0.3)
+    figure.canvas.draw()  # final limits and layout, so that label boxes are where they print
+    for ax in axes:
+        separate_labels(ax, list(ax.texts))
     return figure
 
 

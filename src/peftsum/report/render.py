@@ -141,8 +141,7 @@ def render(
     context = {
         "title": "Parameter-efficient fine-tuning for summarization",
         "summary": summary_paragraph(rows, setup),
-        "findings": " ".join(findings(rows, methods, pairs)
-                             + report_study.crossover_sentences(curves)),
+        "findings": findings(rows, methods, pairs) + report_study.crossover_sentences(curves),
         "quality": quality_table(rows),
         "quality_note": QUALITY_NOTE,
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
@@ -172,6 +171,9 @@ def render(
         "appendix": appendix(setup, {label: read_json(path) for label, path in (runs or {}).items()}),
     }
     env = template_env(templates_dir or DEFAULT_TEMPLATES_DIR)
+    # For papers: beside the figures (a folder the workflow declares), in LaTeX with booktabs.
+    write_atomic(Path(out_md).parent / "figures" / LATEX_TABLE,
+                 latex_table(context["quality"], LATEX_CAPTION))
     write_atomic(out_md, env.get_template("report.md.j2").render(context))
     write_atomic(out_html, env.get_template("report.html.j2").render(context))
 
@@ -404,7 +406,8 @@ def lengths_table(rows: list[dict]) -> Table:
 
 def resources_table(rows: list[dict]) -> Table:
     """Training and generation cost per run (compute and time)."""
-    # (header, format, key); NVML columns only when some run has them.
+    # (header, format, key); the hardware's columns only where some run has them (no MFU or
+    # GPU figures for CPU runs).
     columns = [
         ("Precision", fmt, "precision"),
         ("Train wall (s)", lambda v: fmt(v, 1), "train_wall_s"),
@@ -417,8 +420,7 @@ def resources_table(rows: list[dict]) -> Table:
         ("Optimizer steps", fmt, "optimizer_steps"),
         ("Generation wall (s)", lambda v: fmt(v, 1), "gen_wall_s"),
     ]
-    nvml = {"gpu_util_pct", "gpu_energy_j"}
-    columns = [c for c in columns if c[2] not in nvml or any(r.get(c[2]) is not None for r in rows)]
+    columns = [c for c in columns if c[2] not in HARDWARE_KEYS or measured(rows, c[2])]
     table = Table(
         ["Method"] + [c[0] for c in columns], [False] + [c[2] != "precision" for c in columns]
     )
@@ -449,25 +451,27 @@ def devices_sentence(rows: list[dict]) -> str:
 
 
 def memory_table(rows: list[dict]) -> Table:
-    headers = [
-        "Method",
-        "Peak RSS (MB)",
-        "Peak GPU allocated (MB)",
-        "Peak GPU reserved (MB)",
-        "Checkpoint (MB)",
-    ]
-    table = Table(headers, [False] + [True] * (len(headers) - 1))
-    for row in filter(is_trained, rows):
-        table.rows.append(
-            [
-                Cell(row["label"]),
-                Cell(fmt(row.get("peak_rss_mb"), 0)),
-                Cell(fmt(row.get("peak_gpu_mb"), 0)),
-                Cell(fmt(row.get("peak_gpu_reserved_mb"), 0)),
-                Cell(fmt_sig(row.get("checkpoint_mb"))),
-            ]
-        )
+    """Peak memory and checkpoint size per trained run; the GPU columns only for GPU runs."""
+    trained = list(filter(is_trained, rows))
+    columns = [("Peak RSS (MB)", "peak_rss_mb"), ("Peak GPU allocated (MB)", "peak_gpu_mb"),
+               ("Peak GPU reserved (MB)", "peak_gpu_reserved_mb")]
+    columns = [c for c in columns if c[1] not in HARDWARE_KEYS or measured(trained, c[1])]
+    table = Table(["Method"] + [h for h, _ in columns] + ["Checkpoint (MB)"],
+                  [False] + [True] * (len(columns) + 1))
+    for row in trained:
+        table.rows.append([Cell(row["label"])]
+                          + [Cell(fmt(row.get(key), 0)) for _, key in columns]
+                          + [Cell(fmt_sig(row.get("checkpoint_mb")))])
     return table
+
+
+# Figures that only some hardware measures (MFU needs a known peak, the rest a GPU): a column
+# of them is left out where no run has one.
+HARDWARE_KEYS = {"mfu", "gpu_util_pct", "gpu_energy_j", "peak_gpu_mb", "peak_gpu_reserved_mb"}
+
+
+def measured(rows: list[dict], key: str) -> bool:
+    return any(r.get(key) is not None for r in rows)
 
 
 # ---------------------------------------------------------------- text from numbers
@@ -478,7 +482,7 @@ def summary_paragraph(rows: list[dict], setup: dict) -> str:
     baselines = [row["label"] for row in rows if not is_trained(row)]
     model = (setup.get("model") or {}).get("name") or "the base model"
     n_test = next((r["n_test"] for r in rows if r.get("n_test") is not None), None)
-    text = f"This report compares {counted(len(trained), 'parameter-efficient fine-tuning run')}"
+    text = f"This report compares {counted(len(trained), 'fine-tuning run')}"
     text += f" ({', '.join(trained)})" if trained else ""
     text += (
         f" with {counted(len(baselines), 'baseline')} ({', '.join(baselines)})" if baselines else ""
@@ -499,12 +503,14 @@ def counted(n: int, noun: str) -> str:
 def findings(
     rows: list[dict], methods: list[dict] | None = None, pairs: list[dict] = ()
 ) -> list[str]:
-    """Sentences derived from the numbers, so they stay true when results change.
+    """Short findings derived from the numbers, so they stay true when results change: first
+    the takeaway in plain words (takeaway_sentence), then the verdicts, then the costs.
 
     Systems are compared by name: a method trained with several seeds by its mean.
     """
     methods = methods if methods is not None else aggregate.method_summary(rows)
     sentences = [
+        takeaway_sentence(methods, rows),
         best_rouge_sentence(methods),
         significance_sentence(methods, pairs),
         other_trained_pairs_sentence(methods, pairs),
@@ -513,6 +519,35 @@ def findings(
         cut_off_sentence(rows),
     ]
     return [s for s in sentences if s]
+
+
+def takeaway_sentence(methods: list[dict], rows: list[dict]) -> str:
+    """Quality against cost in one line: the best method that trains a part of the model,
+    as a share of full fine-tuning's ROUGE-L and parameters where `full` ran, else its gain
+    over the untrained model and the share of the model it trains."""
+    scored = ranked_by_rouge_l(methods)
+    runs = {r["name"]: r for r in first_run_per_method(rows)}  # kind and parameter counts
+    trained = [m for m in scored if m["name"] in runs]
+    full = next((m for m in trained if runs[m["name"]].get("kind") == "full"), None)
+    partial = next((m for m in trained if runs[m["name"]].get("kind") != "full"), None)
+    if partial is None:
+        return ""
+    mine = runs[partial["name"]]
+    if full is not None:
+        quality = partial["rougeL_mean"] / full["rougeL_mean"]
+        share = mine["trainable_params"] / runs[full["name"]]["trainable_params"]
+        return (f"{partial['name']} reaches {quality * 100:.0f} % of full fine-tuning's ROUGE-L "
+                f"({partial['rougeL_mean']:.2f} against {full['rougeL_mean']:.2f}) training "
+                f"{fmt_pct(share * 100)} % of its parameters.")
+    untrained = next((m for m in scored if m["name"] == "zero_shot"), None)
+    trains = (f"training {fmt_pct(mine['trainable_pct'])} % of the model's parameters"
+              if mine.get("trainable_pct") is not None else
+              f"training {mine['trainable_params']:,} parameters")
+    if untrained is None:
+        return f"{partial['name']} scores best among the trained methods, {trains}."
+    gain = partial["rougeL_mean"] - untrained["rougeL_mean"]
+    return (f"{partial['name']}, {trains}, scores {gain:+.2f} ROUGE-L against the untrained "
+            f"model ({partial['rougeL_mean']:.2f} against {untrained['rougeL_mean']:.2f}).")
 
 
 def ranked_by_rouge_l(methods: list[dict]) -> list[dict]:
@@ -724,6 +759,32 @@ def example_summaries(
 
 
 # ---------------------------------------------------------------- templates
+
+
+LATEX_TABLE = "main_results.tex"
+LATEX_CAPTION = ("Test quality per system; ROUGE F1 $\\times$ 100, 95\\,\\% bootstrap intervals "
+                 "in brackets, the best value of each column in bold.")
+LATEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}",
+                                                    "^": r"\textasciicircum{}",
+                                                    "\\": r"\textbackslash{}"}
+
+
+def latex_table(table: Table, caption: str) -> str:
+    """A booktabs table (needs \\usepackage{booktabs}) with the cells as the report shows them."""
+    def cell(c: Cell) -> str:
+        text = latex_escape(c.text) + (f" {latex_escape(c.note)}" if c.note else "")
+        return f"\\textbf{{{text}}}" if c.bold else text
+
+    spec = "".join("r" if numeric else "l" for numeric in table.numeric)
+    lines = ["\\begin{table}[t]", "\\centering", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             " & ".join(latex_escape(h) for h in table.headers) + " \\\\", "\\midrule",
+             *(" & ".join(cell(c) for c in row) + " \\\\" for row in table.rows),
+             "\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(c, c) for c in text)
 
 
 def template_env(templates_dir: Path) -> jinja2.Environment:

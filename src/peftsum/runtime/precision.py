@@ -35,24 +35,30 @@ def cpu_has_native_bf16() -> bool:
 BF16_MIN_SPEEDUP = 1.1
 CACHE_DIR = Path("resources") / "precision"
 # The probe's shapes: one decoder block of the demo model (SmolLM2-135M: width 576, MLP 1536,
-# 9 heads) over 128 tokens, forward and backward through frozen weights as LoRA trains.
-PROBE_WIDTH, PROBE_MLP, PROBE_HEADS, PROBE_TOKENS, PROBE_REPEATS = 576, 1536, 9, 128, 3
+# 9 heads). Training: forward and backward over 128 tokens through frozen weights, as LoRA
+# trains. Generation: forward of one new token for each of 16 rows (a generation batch), where
+# the matmuls are matrix-vector-like and bf16 can lose although it wins for training (seen on
+# an AMD EPYC with AVX512_BF16: training 1.2x faster in bf16, decoding 1.6x slower).
+PROBE_WIDTH, PROBE_MLP, PROBE_HEADS, PROBE_TOKENS, PROBE_ROWS = 576, 1536, 9, 128, 16
+PROBE_REPEATS, DECODE_STEPS = 3, 8
+WORKLOADS = ("train", "generate")
 
 
-def amp_dtype(dev: torch.device, cpu_bf16: bool | str) -> torch.dtype | None:
-    """bf16 on GPUs that support it (fp16 on older ones); on a CPU what cpu_choice() says
-    (None: fp32)."""
+def amp_dtype(dev: torch.device, cpu_bf16: bool | str,
+              workload: str = "train") -> torch.dtype | None:
+    """bf16 on GPUs that support it (fp16 on older ones); on a CPU what cpu_choice() says for
+    the workload, train or generate (None: fp32)."""
     if dev.type == "cuda":
         # Without including_emulation=False a V100 or T4 says yes and runs bf16 emulated, slowly.
         native = torch.cuda.is_bf16_supported(including_emulation=False)
         return torch.bfloat16 if native else torch.float16
-    return torch.bfloat16 if cpu_choice(cpu_bf16)["dtype"] == "bfloat16" else None
+    return torch.bfloat16 if cpu_choice(cpu_bf16, workload)["dtype"] == "bfloat16" else None
 
 
-def cpu_choice(cpu_bf16: bool | str) -> dict:
+def cpu_choice(cpu_bf16: bool | str, workload: str = "train") -> dict:
     """The CPU's precision for the setting cpu_bf16 (true, false or auto) and why: auto takes
-    bf16 where the probe (cpu_speeds) ran it BF16_MIN_SPEEDUP times as fast as fp32. bf16 is
-    never chosen where the CPU would emulate it, even when forced."""
+    bf16 where the probe (cpu_speeds) ran the workload BF16_MIN_SPEEDUP times as fast as fp32.
+    bf16 is never chosen where the CPU would emulate it, even when forced."""
     if cpu_bf16 is False:
         return {"setting": False, "dtype": "float32", "reason": "set in the config"}
     if not cpu_has_native_bf16():
@@ -64,16 +70,16 @@ def cpu_choice(cpu_bf16: bool | str) -> dict:
     if cpu_bf16 is True:
         return {"setting": True, "dtype": "bfloat16", "reason": "set in the config"}
     speeds = cpu_speeds()
-    speedup = speeds["fp32_s"] / speeds["bf16_s"]
+    speedup = speeds[workload]["fp32_s"] / speeds[workload]["bf16_s"]
     fast = speedup >= BF16_MIN_SPEEDUP
     return {"setting": "auto", "dtype": "bfloat16" if fast else "float32",
-            "reason": f"measured: bf16 {speedup:.2f}x fp32's speed (bf16 needs "
-                      f"{BF16_MIN_SPEEDUP}x)", **speeds}
+            "reason": f"measured: bf16 {speedup:.2f}x fp32's speed to {workload} (bf16 needs "
+                      f"{BF16_MIN_SPEEDUP}x)", "workload": workload, **speeds}
 
 
 def cpu_speeds() -> dict:
-    """Seconds of one probe step in bf16 and fp32 on this machine, measured once per CPU model,
-    torch version and thread count, and kept under CACHE_DIR for the next jobs."""
+    """Seconds of each workload's probe in bf16 and fp32 on this machine, measured once per CPU
+    model, torch version and thread count, and kept under CACHE_DIR for the next jobs."""
     from peftsum.runtime.provenance import cpu_model
 
     key = {"cpu_model": cpu_model(), "torch": torch.__version__,
@@ -88,45 +94,60 @@ def _cached_speeds(key: tuple) -> dict:
     name = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     path = CACHE_DIR / f"{name}.json"
     try:
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if all(w in cached for w in WORKLOADS):  # else written by an older probe: measure again
+            return cached
     except (OSError, json.JSONDecodeError):
         pass
-    bf16_s, fp32_s = probe_seconds()
-    speeds = {"bf16_s": bf16_s, "fp32_s": fp32_s, "cache": str(path), **dict(key)}
-    log.info("CPU precision probe: bf16 %.4f s, fp32 %.4f s a step (%s)", speeds["bf16_s"],
-             speeds["fp32_s"], path)
+    speeds = {**probe_seconds(), "cache": str(path), **dict(key)}
+    log.info("CPU precision probe (seconds, bf16 and fp32): %s (%s)",
+             {w: speeds[w] for w in WORKLOADS}, path)
     write_json(path, speeds)
     return speeds
 
 
-def probe_seconds() -> tuple[float, float]:
-    """The fastest of PROBE_REPEATS interleaved probe steps in bf16 and in fp32 (seconds)."""
+def probe_seconds() -> dict:
+    """{workload: {"bf16_s", "fp32_s"}}: the fastest of PROBE_REPEATS interleaved runs of each
+    workload's probe in bf16 and in fp32."""
     generator = torch.Generator().manual_seed(0)
     weights = [torch.randn(shape, generator=generator) * 0.02 for shape in
                [(3 * PROBE_WIDTH, PROBE_WIDTH), (PROBE_WIDTH, PROBE_WIDTH),
                 (PROBE_MLP, PROBE_WIDTH), (PROBE_WIDTH, PROBE_MLP)]]
     low = [w.to(torch.bfloat16) for w in weights]  # frozen weights stored as place() stores them
-    x = torch.randn(1, PROBE_TOKENS, PROBE_WIDTH, generator=generator)
-    best = {torch.bfloat16: float("inf"), torch.float32: float("inf")}
+    inputs = {"train": torch.randn(1, PROBE_TOKENS, PROBE_WIDTH, generator=generator),
+              "generate": torch.randn(PROBE_ROWS, 1, PROBE_WIDTH, generator=generator)}
+    best = {(w, d): float("inf") for w in WORKLOADS for d in ("bf16_s", "fp32_s")}
     for _ in range(PROBE_REPEATS + 1):  # the first round warms the kernels up
-        for dtype, ws in ((torch.bfloat16, low), (torch.float32, weights)):
-            start = time.perf_counter()
-            _probe_step(x, ws, dtype)
-            best[dtype] = min(best[dtype], time.perf_counter() - start)
-    return best[torch.bfloat16], best[torch.float32]
+        for workload in WORKLOADS:
+            for name, dtype, ws in (("bf16_s", torch.bfloat16, low),
+                                    ("fp32_s", None, weights)):
+                start = time.perf_counter()
+                _probe(workload, inputs[workload], ws, dtype)
+                best[workload, name] = min(best[workload, name], time.perf_counter() - start)
+    return {w: {d: best[w, d] for d in ("bf16_s", "fp32_s")} for w in WORKLOADS}
 
 
-def _probe_step(x: torch.Tensor, weights: list[torch.Tensor], dtype: torch.dtype) -> None:
-    """A decoder block's forward and backward to its input: attention, then the MLP."""
+def _probe(workload: str, x: torch.Tensor, weights: list[torch.Tensor],
+           dtype: torch.dtype | None) -> None:
+    if workload == "train":
+        x = x.detach().requires_grad_(True)
+        with autocast(x.device, dtype):
+            y = _block(x, weights)
+        y.float().sum().backward()
+        return
+    with torch.no_grad(), autocast(x.device, dtype):
+        for _ in range(DECODE_STEPS):
+            _block(x, weights)
+
+
+def _block(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """A decoder block (B, T, C) -> (B, T, C): causal attention, then the MLP."""
     qkv, out, up, down = weights
-    x = x.detach().requires_grad_(True)
-    with autocast(x.device, dtype if dtype != torch.float32 else None):
-        b, t, _ = x.shape
-        heads = F.linear(x, qkv).view(b, t, 3, PROBE_HEADS, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(*heads, is_causal=True)
-        h = x + F.linear(attended.transpose(1, 2).reshape(b, t, -1), out)
-        y = h + F.linear(F.silu(F.linear(h, up)), down)
-    y.float().sum().backward()
+    b, t, _ = x.shape
+    heads = F.linear(x, qkv).view(b, t, 3, PROBE_HEADS, -1).permute(2, 0, 3, 1, 4)
+    attended = F.scaled_dot_product_attention(*heads, is_causal=True)
+    h = x + F.linear(attended.transpose(1, 2).reshape(b, t, -1), out)
+    return h + F.linear(F.silu(F.linear(h, up)), down)
 
 
 def training_attention(choice: str, dev: torch.device, dtype: torch.dtype | None) -> str:

@@ -25,7 +25,7 @@ from peftsum.tools.bench.presets import Job
 def _setup(job: Job):
     dev = distributed.setup()
     model, tokenizer = models.load(job.model_dir)
-    return model.to(dev), tokenizer, dev, amp_dtype(dev, job.preset.cpu_bf16)
+    return model.to(dev), tokenizer, dev, amp_dtype(dev, job.preset.cpu_bf16, "generate")
 
 
 def generate_ours(job: Job) -> dict:
