@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from peftsum.runtime.machine import cpu_model
+
 log = logging.getLogger(__name__)
 
 
@@ -80,8 +82,6 @@ def cpu_choice(cpu_bf16: bool | str, workload: str = "train") -> dict:
 def cpu_speeds() -> dict:
     """Seconds of each workload's probe in bf16 and fp32 on this machine, measured once per CPU
     model, torch version and thread count, and kept under CACHE_DIR for the next jobs."""
-    from peftsum.runtime.provenance import cpu_model
-
     key = {"cpu_model": cpu_model(), "torch": torch.__version__,
            "threads": torch.get_num_threads()}
     return _cached_speeds(tuple(sorted(key.items())))

@@ -13,17 +13,9 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from peftsum.runtime.machine import cpu_model
+
 PACKAGES = ("peftsum", "torch", "transformers", "peft", "snakemake", "rouge-score")
-
-
-def cpu_model() -> str:
-    """The CPU's model name as lscpu shows it (from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    except OSError:
-        names = []
-    return names[0] if names else platform.processor() or "unknown"
 
 
 def versions() -> dict:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from peftsum.runtime.machine import cpu_model
 from peftsum.runtime.measure import device_name, peak_flops
-from peftsum.runtime.provenance import cpu_model
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
 
