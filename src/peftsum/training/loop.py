@@ -119,6 +119,9 @@ class Trainer:
         self.checkpoint_dir, self.fingerprint, self.hooks = checkpoint_dir, fingerprint, hooks
         # "auto": the device's mixed precision; a dtype, or None for fp32, forces one (gpucheck)
         self.dtype = amp_dtype(dev, cfg.cpu_bf16) if dtype == "auto" else dtype
+        # The ranks must train in one precision (DDP's gradient buckets and the losses must
+        # match), and CPU ranks that measure their precision at once can choose differently.
+        self.dtype = distributed.all_gather(self.dtype)[0]
         self.attention = training_attention(cfg.attention, dev, self.dtype)
         unwrap(model).set_attn_implementation(self.attention)
         self.model = place(model, dev, self.dtype)
