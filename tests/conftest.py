@@ -14,16 +14,19 @@ from peftsum import methods, stages
 from peftsum.data.models import gpt2_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def cpu_precision_in_tests(monkeypatch, tmp_path_factory):
+@pytest.fixture(autouse=True, scope="session")
+def cpu_precision_in_tests(tmp_path_factory):
     """cpu_bf16: auto resolves to fp32 in tests whatever the CPU (a probe that finds both
-    precisions equally fast), its cache outside the repository."""
+    precisions equally fast), its cache outside the repository. Session-wide, so that module
+    fixtures that train see it too."""
     from peftsum.runtime import precision
 
-    monkeypatch.setattr(precision, "CACHE_DIR", tmp_path_factory.mktemp("precision"))
-    monkeypatch.setattr(precision, "probe_seconds", lambda: {
-        w: {"bf16_s": 1.0, "fp32_s": 1.0} for w in precision.WORKLOADS})
-    precision._cached_speeds.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "CACHE_DIR", tmp_path_factory.mktemp("precision"))
+        patch.setattr(precision, "probe_seconds", lambda: {
+            w: {"bf16_s": 1.0, "fp32_s": 1.0} for w in precision.WORKLOADS})
+        precision._cached_speeds.cache_clear()
+        yield
 
 
 @pytest.fixture(scope="session")

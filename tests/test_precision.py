@@ -13,7 +13,7 @@ REAL_PROBE = precision.probe_seconds  # before conftest's fixture replaces it
 
 
 @pytest.fixture
-def probe(monkeypatch):
+def probe(monkeypatch, tmp_path):
     """The probe's answer, (bf16 seconds, fp32 seconds) for training and, unless given, the
     same for generation; counts how often it ran."""
     calls = []
@@ -26,8 +26,10 @@ def probe(monkeypatch):
         monkeypatch.setattr(precision, "probe_seconds", probe_seconds)
         precision._cached_speeds.cache_clear()
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "CACHE_DIR", tmp_path / "precision")  # this test's own
     answer.calls = calls
-    return answer
+    yield answer
+    precision._cached_speeds.cache_clear()  # later tests get the suite's fp32 answer again
 
 
 @pytest.mark.parametrize("bf16_s, fp32_s, dtype", [(0.5, 1.0, torch.bfloat16),

@@ -35,6 +35,6 @@ def test_no_benchmark_files_is_a_one_line_error(tmp_path):
 
 @pytest.mark.slow
 def test_every_stage_of_the_smoke_run_left_a_benchmark(smoke_workflow):
-    stages = {t["stage"] for t in timings.per_stage(timings.read(smoke_workflow / "benchmarks"))}
+    stages = {t["stage"] for t in timings.per_stage(timings.read(smoke_workflow / "benchmarks", "smoke"))}
     assert stages == {"download_model", "download_data", "split", "tokenize", "train", "evaluate",
                      "aggregate", "render_report"}

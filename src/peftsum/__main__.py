@@ -107,7 +107,7 @@ def _padding(args: argparse.Namespace) -> None:
 def _timings(args: argparse.Namespace) -> None:
     from peftsum.tools import timings
 
-    print(timings.table(timings.read(Path(args.benchmarks)), args.wall))
+    print(timings.table(timings.read(Path(args.benchmarks), args.experiment), args.wall))
 
 
 def _at_least(minimum: int):
@@ -137,6 +137,9 @@ def parser() -> argparse.ArgumentParser:
     times = sub.add_parser("timings", help="where a workflow run's time went, per job and stage, "
                                            "from its benchmarks/ files")
     times.add_argument("--benchmarks", default="benchmarks")
+    times.add_argument("--experiment", default=None,
+                       help="the experiment's jobs and the shared downloads (default: the folders "
+                            "directly under --benchmarks)")
     times.add_argument("--wall", type=float, default=None, help="the run's wall time in seconds")
     times.set_defaults(func=_timings, log=None)
     _add_stage_verbs(sub)

@@ -8,10 +8,15 @@ from pathlib import Path
 from peftsum.errors import UserError
 
 
-def read(bench_dir: Path) -> list[dict]:
-    """One row per job: benchmarks/<stage>/<job>.tsv -> stage, job, seconds, peak RSS, CPU time."""
+def read(bench_dir: Path, experiment: str | None = None) -> list[dict]:
+    """One row per job: <bench_dir>/<stage>/<job>.tsv -> stage, job, seconds, peak RSS, CPU time.
+    With experiment: that experiment's jobs (<bench_dir>/<experiment>/<stage>/) and the shared
+    downloads (<bench_dir>/download_*/), which every experiment's run may have started."""
+    bench_dir = Path(bench_dir)
+    own = bench_dir / experiment if experiment else bench_dir
+    shared = sorted(bench_dir.glob("download_*/*.tsv")) if experiment else []
     rows = []
-    for path in sorted(Path(bench_dir).glob("*/*.tsv")):
+    for path in shared + sorted(own.glob("*/*.tsv")):
         with path.open() as f:
             runs = list(csv.DictReader(f, delimiter="\t"))
         if not runs:
@@ -21,7 +26,7 @@ def read(bench_dir: Path) -> list[dict]:
                      "max_rss_mb": _number(last.get("max_rss")),
                      "cpu_s": _number(last.get("cpu_time"))})
     if not rows:
-        raise UserError(f"{bench_dir}: no benchmark files (benchmarks/<stage>/<job>.tsv)")
+        raise UserError(f"{own}: no benchmark files (<stage>/<job>.tsv)")
     return rows
 
 
