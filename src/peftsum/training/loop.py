@@ -290,8 +290,11 @@ class Trainer:
         self._resume()
         self.model.train()
         window = dict.fromkeys(("loss", "tokens", "samples", "pad", "micro"), 0)
+        # Only rank 0 draws a bar; no explicit disable= on it, so that TQDM_DISABLE (a workflow
+        # job's shared console, stages.setup_logging) still holds.
+        quiet = {} if distributed.is_main() else {"disable": True}
         progress = tqdm(total=self.total_steps, initial=s["step"], desc=f"train {self.method.name}",
-                        mininterval=5, disable=not distributed.is_main())
+                        mininterval=5, **quiet)
         while s["epoch"] < cfg.epochs and not self._done():
             started, steps = time.perf_counter(), self.epoch_plan(s["epoch"])
             window_start = started
