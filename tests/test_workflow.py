@@ -116,6 +116,15 @@ def _one_line_error(done: subprocess.CompletedProcess, needle: str) -> None:
     assert "Traceback" not in output, output[-3000:]
 
 
+@pytest.mark.parametrize("folder", ["results/smoke", "results/smoke/curve/n20", "/abs/results/x"])
+def test_report_labels_a_run_by_method_and_seed_wherever_its_folder_lies(folder):
+    """The label names the method, whose colour every figure looks up: a label with the
+    experiment's folders in front of it drew every run in the unknown-method colour."""
+    from peftsum.stages import run_label
+
+    assert run_label(f"{folder}/train/lora/seed0/run.json") == "lora/seed0"
+
+
 def test_config_typo_fails_at_once_naming_the_key(tmp_path):
     done = snakemake(tmp_path, smoke_config(tmp_path, training={"bacth_size": 4}), "-n")
     _one_line_error(done, "bacth_size")

@@ -241,6 +241,12 @@ def aggregate_curve(metrics: list[Path], runs: list[Path], out_json: Path, out_t
                      Path(out_tsv))
 
 
+def run_label(run_json: Path) -> str:
+    """A trained run's label in the report: results/<experiment>/train/lora/seed0/run.json ->
+    lora/seed0 (its method names its colour in every figure)."""
+    return "/".join(Path(run_json).parts[-3:-1])
+
+
 def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[Path],
            predictions: list[Path], model_dir: Path, split_stats: Path, tokenize_stats: Path,
            articles: Path, templates_dir: Path, data: dict, out_md: Path, out_html: Path,
@@ -257,9 +263,6 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
     from peftsum.report import explorer
     from peftsum.report import render as report_module
 
-    def label(run_json: Path) -> str:  # results/<experiment>/train/lora/seed0/run.json -> lora/seed0
-        return "/".join(Path(run_json).parts[2:-1])
-
     evaluations = [json.loads((Path(p).parent / "metrics.json").read_text()) for p in predictions]
     tokenized = json.loads(Path(tokenize_stats).read_text())
     setup = {
@@ -273,11 +276,11 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
     for path, evaluation in zip(predictions, evaluations):
         first_seed.setdefault(evaluation["name"], Path(path))
     report_module.render(Path(metrics_json),
-                         {label(p): Path(p).parent / "steps.jsonl" for p in runs}, first_seed,
+                         {run_label(p): Path(p).parent / "steps.jsonl" for p in runs}, first_seed,
                          Path(articles), setup, Path(out_md), Path(out_html),
                          significance=Path(significance), by_method=Path(by_method),
                          templates_dir=Path(templates_dir),
-                         runs={label(p): Path(p) for p in runs},
+                         runs={run_label(p): Path(p) for p in runs},
                          explorer=out_explorer is not None,
                          selections=[Path(p) for p in selections],
                          curve=Path(curve) if curve else None)
