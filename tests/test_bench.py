@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from peftsum.errors import UserError
 from peftsum.tools.bench import presets, report
@@ -136,7 +137,8 @@ def test_a_step_or_a_round_slowed_by_another_process_does_not_move_the_rate():
 def test_presets_take_the_workflow_settings_and_the_gpu_sizes():
     demo = presets.preset("cpu-demo", CONFIG)
     assert demo.model["name"] == "smollm2-135m-instruct" and demo.cpu_bf16
-    assert (demo.batch_size, demo.grad_accum) == (4, 2)
+    training = yaml.safe_load((CONFIG / "demo.yaml").read_text())["training"]
+    assert (demo.batch_size, demo.grad_accum) == (training["batch_size"], training["grad_accum"])
     gpu = presets.preset("gpu-gpt2", CONFIG)
     assert gpu.batch_size == 32 and gpu.template["max_length"] == 512 + 128
     assert gpu.template["max_target_tokens"] == 128

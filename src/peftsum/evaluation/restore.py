@@ -172,7 +172,7 @@ def base_reference(run: dict, model_dir: Path | None = None) -> tuple[str, str |
 def evaluation_metrics(run_dir: Path) -> dict | None:
     """The run's evaluation (metrics.json) where the workflow wrote one, else None."""
     path = evaluation_of(run_dir)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
 
 
 def export(model, tokenizer, run: dict, out_dir: Path, base: tuple[str, str | None],
