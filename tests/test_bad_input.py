@@ -201,20 +201,24 @@ def test_changed_base_weights_are_refused(trained, tmp_path):
         restore.load_run(_copy_run(trained, tmp_path), base)
 
 
-@pytest.fixture
-def summarize(capsys):
-    """python -m peftsum summarize ..., in this process: (exit status, stderr)."""
+def _cli(capsys, verb):
+    """python -m peftsum VERB ..., in this process: a call giving (exit status, stderr)."""
     from peftsum.__main__ import main
 
     def call(*args):
         capsys.readouterr()
         try:
-            main(["summarize", *map(str, args)])
+            main([verb, *map(str, args)])
             status = 0
         except SystemExit as exit_:
             status = exit_.code
         return status, capsys.readouterr().err
     return call
+
+
+@pytest.fixture
+def summarize(capsys):
+    return _cli(capsys, "summarize")
 
 
 def _one_line_error(done, needle):
@@ -226,19 +230,7 @@ def _one_line_error(done, needle):
 
 @pytest.fixture
 def export(capsys):
-    """python -m peftsum export ..., in this process: (exit status, stderr)."""
-    from peftsum.__main__ import main
-
-    def call(*args):
-        capsys.readouterr()
-        try:
-            main(["export", *map(str, args)])
-            status = 0
-        except SystemExit as exit_:
-            status = exit_.code
-        return status, capsys.readouterr().err
-
-    return call
+    return _cli(capsys, "export")
 
 
 def test_export_refuses_a_non_empty_folder_and_resources(trained, tmp_path, export):
