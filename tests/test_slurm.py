@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import SMOKE_LOGS, SMOKE_RESULTS
 
+from peftsum import config as peftsum_config
 from peftsum.training import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,9 @@ def test_smoke_study_grid_runs_as_separate_slurm_jobs_on_different_gpus(cluster,
 
     points = list(sweep.points(GRID))
     assert len(points) >= 4
-    jobs = train_jobs(tmp_path, [f"lora_{point}_seed0.log" for point in points])
+    config = peftsum_config.load(configfile)
+    seed = sweep.selection_seed(config["selection"], config["training"]["seeds"])
+    jobs = train_jobs(tmp_path, [f"lora_{point}_seed{seed}.log" for point in points])
     assert len({j["job"] for j in jobs}) == len(points)  # each point its own SLURM job
     assert {j["job"] for j in jobs} <= set(submitted)
     overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
