@@ -843,28 +843,48 @@ def test_takeaway_compares_with_full_fine_tuning_else_with_the_untrained_model()
     assert "parameter-efficient" not in report.summary_paragraph(rows, {})
 
 
-def test_pareto_labels_never_overlap_nor_sit_on_their_own_line():
-    """Close points and close baselines, as the demo had (zero_shot_chat 23.65, lead3 24.83)."""
-    def run(name, params, seconds, rouge_l):
-        return {"name": name, "label": name, "trainable_params": params, "train_wall_s": seconds,
-                "rougeL": rouge_l}
-    rows = [run("lora", 460_800, 179, 24.1), run("lora_r4", 230_400, 175, 24.3),
-            run("prompt_tuning", 11_520, 176, 24.12), run("last_layers", 35_392_320, 115, 24.0),
-            {"name": "zero_shot_chat", "label": "zero_shot_chat", "rougeL": 23.65},
-            {"name": "lead3", "label": "lead3", "rougeL": 23.66}]
+def pareto_run(name, params, seconds, rouge_l):
+    return {"name": name, "label": name, "trainable_params": params, "train_wall_s": seconds,
+            "rougeL": rouge_l}
+
+
+def baseline(name, rouge_l):
+    return {"name": name, "label": name, "rougeL": rouge_l}
+
+
+LABEL_MARGIN_PX = 2  # the least room between a label and its axes' edge
+
+
+@pytest.mark.parametrize("rows", [
+    # Close points and close baselines, as the demo had (zero_shot_chat 23.65, lead3 24.83).
+    [pareto_run("lora", 460_800, 179, 24.1), pareto_run("lora_r4", 230_400, 175, 24.3),
+     pareto_run("prompt_tuning", 11_520, 176, 24.12),
+     pareto_run("last_layers", 35_392_320, 115, 24.0),
+     baseline("zero_shot_chat", 23.65), baseline("lead3", 23.66)],
+    # A long label on the point at the right (time) and top (ROUGE-L) extreme, beside the
+    # points at the other extremes.
+    [pareto_run("lora", 460_800, 179, 24.1), pareto_run("prompt_tuning", 11_520, 412, 26.8),
+     pareto_run("last_layers", 35_392_320, 115, 21.2), baseline("zero_shot", 18.5),
+     baseline("lead3", 25.9)],
+], ids=["close", "extremes"])
+def test_pareto_labels_stay_inside_apart_and_off_their_own_line(rows):
     colors = report_figures.method_colors([r["name"] for r in rows])
     figure = report_figures.pareto_figure(rows, colors)
+    figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     for ax in figure.axes:
+        inside = ax.get_window_extent(renderer).padded(-LABEL_MARGIN_PX)
         boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
         assert len(boxes) == len(rows)
-        names = sorted(boxes)
-        for i, first in enumerate(names):
-            for second in names[i + 1:]:
-                assert not boxes[first].overlaps(boxes[second]), (first, second)
-        for r in rows[4:]:
-            line_y = ax.transData.transform((1, r["rougeL"]))[1]
-            assert boxes[r["label"]].y0 > line_y  # above its own line, not struck through
+        for label, box in boxes.items():
+            assert inside.x0 <= box.x0 and box.x1 <= inside.x1, (ax.get_xlabel(), label)
+            assert inside.y0 <= box.y0 and box.y1 <= inside.y1, (ax.get_xlabel(), label)
+        for first, second in itertools.combinations(sorted(boxes), 2):
+            assert not boxes[first].overlaps(boxes[second]), (first, second)
+        for r in rows:
+            if "trainable_params" not in r:
+                line_y = ax.transData.transform((1, r["rougeL"]))[1]
+                assert boxes[r["label"]].y0 > line_y  # above its own line, not struck through
 
 
 def test_every_figure_has_an_svg_beside_its_png(rendered):

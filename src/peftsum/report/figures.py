@@ -15,6 +15,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from peftsum.files import write_atomic
 from peftsum.metrics import ROUGE
@@ -123,6 +124,8 @@ def svg_bytes(figure: Figure) -> bytes:
 
 
 LABEL_GAP = 2.0  # points between two labels moved apart
+LABEL_ROOM = 3.0  # points between a label and its axes' frame
+LABEL_ROUNDS = 4  # of moving labels apart and widening the limits; one or two suffice
 
 
 def separate_labels(ax, texts: list) -> None:
@@ -139,6 +142,35 @@ def separate_labels(ax, texts: list) -> None:
                 text.xyann = (text.xyann[0], text.xyann[1] + shift)
                 box = text.get_window_extent(renderer)
         placed.append(box)
+
+
+def place_labels(ax, texts: list) -> None:
+    """Labels apart and inside the frame: moving labels apart can push one out, and widening the
+    limits brings points, and so their labels, closer together; a few rounds settle both."""
+    for _ in range(LABEL_ROUNDS):
+        separate_labels(ax, texts)
+        if not widen_to_fit(ax, texts):
+            return
+        ax.figure.canvas.draw()
+
+
+def widen_to_fit(ax, texts: list) -> bool:
+    """Widen the axes' limits so that every label's box keeps LABEL_ROOM inside the frame; the
+    label of a point at an edge (the longest run, the best score) otherwise crosses it. Works in
+    display space, so log axes widen evenly too. Whether the limits changed."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    room = LABEL_ROOM * ax.figure.dpi / 72
+    labels = Bbox.union([text.get_window_extent(renderer) for text in texts])
+    low = (min(0.0, labels.x0 - room - frame.x0), min(0.0, labels.y0 - room - frame.y0))
+    high = (max(0.0, labels.x1 + room - frame.x1), max(0.0, labels.y1 + room - frame.y1))
+    if low == (0.0, 0.0) and high == (0.0, 0.0):
+        return False
+    (x0, y0), (x1, y1) = ax.transData.inverted().transform(
+        [(frame.x0 + low[0], frame.y0 + low[1]), (frame.x1 + high[0], frame.y1 + high[1])])
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    return True
 
 
 def seed_styles(labels: list[str]) -> dict[str, int]:
@@ -255,7 +287,7 @@ def pareto_figure(rows: list[dict], colors: dict[str, str]) -> Figure | None:
         ax.grid(alpha=0.3)
     figure.canvas.draw()  # final limits and layout, so that label boxes are where they print
     for ax in axes:
-        separate_labels(ax, list(ax.texts))
+        place_labels(ax, list(ax.texts))
     return figure
 
 
