@@ -39,8 +39,8 @@ def eval_dir(name: str, seed: int | None = None) -> Path:
     return FIXTURES / "eval" / name / ("" if seed is None else f"seed{seed}")
 
 
-def run_json(name: str, seed: int = 0) -> Path:
-    return FIXTURES / "train" / name / f"seed{seed}" / "run.json"
+def run_json(name: str, seed: int = 0, train: Path = FIXTURES / "train") -> Path:
+    return train / name / f"seed{seed}" / "run.json"
 
 
 def outputs(folder: Path, table: str) -> dict:
@@ -93,11 +93,12 @@ SETUP = {
 }
 
 
-def render_fixture(out: Path) -> list[dict]:
-    """Aggregate the whole fixture and render its report under `out`, as the workflow does."""
+def render_fixture(out: Path, train: Path = FIXTURES / "train") -> list[dict]:
+    """Aggregate the whole fixture and render its report under `out`, as the workflow does;
+    `train` holds the runs' run.json files."""
     rows = aggregate.run(
         [eval_dir(n, s) / "metrics.json" for n, s in SYSTEMS],
-        [run_json(n, s) for n, s in RUNS],
+        [run_json(n, s, train) for n, s in RUNS],
         outputs(out, "results"),
         predictions=[eval_dir(n, s) / "predictions.jsonl" for n, s in SYSTEMS],
     )
@@ -113,7 +114,7 @@ def render_fixture(out: Path) -> list[dict]:
         out_html=out / "report.html",
         significance=out / "significance.json",
         by_method=out / "metrics_by_method.json",
-        runs={f"{n}/seed{s}": run_json(n, s) for n, s in RUNS},
+        runs={f"{n}/seed{s}": run_json(n, s, train) for n, s in RUNS},
         explorer=True,
     )
     return rows
@@ -733,21 +734,20 @@ def test_lengths_are_one_split_by_statistic_table(rendered):
     assert "validation.summary_tokens" not in rendered["md"]  # no dotted keys any more
 
 
-def test_hyperparameters_one_row_per_method(rendered):
+def test_hyperparameters_one_column_per_method(rendered):
     section = markdown_section(rendered["md"], "Hyperparameters", level=3)
     table = markdown_table(section)
-    assert [cells[0] for cells in table[1:]] == ["lora", "prompt_tuning", "last_layers"]
-    header = table[0]
-    lora = table[1]
-    assert lora[header.index("Seeds")] == "0, 1"
+    assert table[0] == ["Setting", "lora", "prompt_tuning", "last_layers"]
+    rows = {cells[0]: cells[1:] for cells in table[1:]}
+    assert rows["Seeds"] == ["0, 1", "0", "0"]
     for key, value in load(run_json("lora"))["hparams"].items():
         if key in ("seed", "batch_size", "world_size"):
             continue
         expected = f"{value:.6g}" if isinstance(value, float) else str(value)
-        assert lora[header.index(key)] == expected, key
-    assert table[2][header.index("r")] == "—"  # prompt tuning has no rank
+        assert rows[key][0] == expected, key
+    assert rows["r"][1] == "—"  # prompt tuning has no rank
     assert "Same for every method: batch_size 8, world_size 1." in section
-    assert "batch_size" not in header
+    assert "batch_size" not in rows
 
 
 def test_hardware_and_versions_come_from_the_runs(rendered):

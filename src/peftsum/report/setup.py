@@ -1,6 +1,6 @@
 """The report's appendix: how the results were made, as compact tables.
 
-Lengths as one split x statistic table, hyperparameters as one row per method, hardware and
+Lengths as one split x statistic table, hyperparameters as one column per method, hardware and
 versions from the training runs' own records (run.json "provenance"), not from the machine
 that renders the report. Only reads what it is given: no torch.
 """
@@ -119,7 +119,9 @@ def dropped_text(dropped) -> str:
 
 
 def hyperparameters_section(runs: dict[str, dict]) -> Section:
-    """One row per method (its seeds share a row); settings equal for every run go to the note."""
+    """One column per method (its seeds share one), one row per setting; settings equal for every
+    run go to the note. Methods are few and their settings many (each kind has its own), so
+    settings down the side keep the table as narrow as the page."""
     groups: dict[tuple, dict] = {}
     for record in runs.values():
         hparams = {k: v for k, v in (record.get("hparams") or {}).items() if k != "seed"}
@@ -127,31 +129,25 @@ def hyperparameters_section(runs: dict[str, dict]) -> Section:
         group = groups.setdefault(key, {"name": record["name"], "hparams": hparams, "seeds": []})
         if record.get("seed") is not None:
             group["seeds"].append(record["seed"])
-    rows = list(groups.values())
-    keys = list(dict.fromkeys(k for g in rows for k in g["hparams"]))
-    shared = [k for k in keys if len({value_text(g["hparams"].get(k, None)) for g in rows}) == 1
-              and all(k in g["hparams"] for g in rows)]
-    varying = [k for k in keys if k not in shared] if len(rows) > 1 else keys
-    numeric = [all(is_number(g["hparams"].get(k)) for g in rows if g["hparams"].get(k) is not None)
-               for k in varying]
-    table = Table(["Method", "Seeds"] + varying, [False, False] + numeric)
-    for group in rows:
-        table.rows.append(
-            [Cell(group["name"]), Cell(", ".join(map(str, sorted(group["seeds"]))) or "—")]
-            + [Cell(value_text(group["hparams"].get(k)) if k in group["hparams"] else "—")
-               for k in varying]
-        )
+    columns = list(groups.values())
+    keys = list(dict.fromkeys(k for g in columns for k in g["hparams"]))
+    shared = [k for k in keys if len({value_text(g["hparams"].get(k, None)) for g in columns}) == 1
+              and all(k in g["hparams"] for g in columns)]
+    varying = [k for k in keys if k not in shared] if len(columns) > 1 else keys
+    # Left-aligned: a method's column mixes numbers, flags and names.
+    table = Table(["Setting"] + [g["name"] for g in columns], [False] * (len(columns) + 1))
+    table.rows.append([Cell("Seeds")] + [Cell(", ".join(map(str, sorted(g["seeds"]))) or "—")
+                                         for g in columns])
+    for k in varying:
+        table.rows.append([Cell(k)] + [Cell(value_text(g["hparams"][k]) if k in g["hparams"]
+                                            else "—") for g in columns])
     note = "A dash: the method has no such setting."
-    if shared and len(rows) > 1:
-        common = rows[0]["hparams"]
+    if shared and len(columns) > 1:
+        common = columns[0]["hparams"]
         note = "Same for every method: " + ", ".join(
             f"{k} {value_text(common[k])}" for k in shared
         ) + ". " + note
     return Section("Hyperparameters", table, note, wide=True)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def value_text(value) -> str:
