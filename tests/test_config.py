@@ -45,6 +45,17 @@ def test_a_section_dataclass_takes_its_defaults_from_the_schema_only(cls):
     assert built == {k: declared.get(k) for k in built}
 
 
+def test_threads_auto_shares_the_cores_and_a_count_is_kept():
+    assert config.job_threads(3, 64, 1) == 3
+    assert config.job_threads("auto", 2, 4) == 1
+    assert config.job_threads("auto", 16, 4) == 4
+    assert config.job_threads("auto", 64, 1) == config.AUTO_THREADS_CAP
+    assert config.job_threads("auto", None, 4) == config.AUTO_THREADS_CAP  # a cluster's job
+    for bad in (0, "many", 1.5):
+        with pytest.raises(UserError, match="threads"):
+            config.validate({"threads": bad})
+
+
 def test_unknown_key_is_named():
     with pytest.raises(UserError, match="trainig"):
         config.validate({"trainig": {}})

@@ -143,6 +143,22 @@ def validate(raw: dict) -> dict:
     return config
 
 
+# The most threads `threads: auto` gives a job: a small model's matmuls gain little beyond it,
+# and every machine with this many cores per job then computes the same digits.
+AUTO_THREADS_CAP = 8
+
+
+def job_threads(setting: int | str, cores: int | None, jobs: int) -> int:
+    """Each training and evaluation job's CPU threads: the config's count, or for auto the
+    cores shared among the `jobs` that can run at once, capped (cores None: a cluster's job,
+    whose cores are its own)."""
+    if setting != "auto":
+        return setting
+    if cores is None:
+        return AUTO_THREADS_CAP
+    return max(1, min(AUTO_THREADS_CAP, cores // max(1, jobs)))
+
+
 def check_train_sizes(data: dict) -> None:
     """A learning curve's sizes must fit in the training split, where the config fixes its
     size (data.sizes.train; null takes the whole source split, known only at split): else
