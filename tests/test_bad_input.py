@@ -173,7 +173,8 @@ def test_a_run_folder_copied_elsewhere_decodes_with_the_defaults(tmp_path):
     from peftsum.evaluation import restore
 
     assert restore.evaluation_of(Path("/copied-run")) is None  # was IndexError: 2
-    assert restore.decoding(Path("/copied-run"), num_beams=2) == config.EvalConfig(num_beams=2)
+    assert restore.decoding(Path("/copied-run"), num_beams=2) == config.EvalConfig.from_dict(
+        {"num_beams": 2})
     layout = tmp_path / "results" / "x" / "train" / "lora" / "seed0"
     assert restore.evaluation_of(layout) == (
         tmp_path / "results" / "x" / "eval" / "lora" / "seed0" / "metrics.json")
@@ -403,11 +404,13 @@ def test_template_that_leaves_no_room_for_the_article_stops_at_tokenize(tokenize
     from peftsum.config import TemplateConfig
     from peftsum.data import tokenize
 
-    template = TemplateConfig(prefix="Read this. " * 200, max_length=512, max_target_tokens=64)
+    template = TemplateConfig.from_dict({"prefix": "Read this. " * 200, "max_length": 512,
+                                         "max_target_tokens": 64})
     budget = tokenize.source_budget(template, 512, 8)
     with pytest.raises(UserError, match=rf"take \d+ of the {budget} source tokens.*shorten them"):
         tokenize.Encoder(tokenizer, template, budget)
-    short = TemplateConfig(prefix="Read this. " * 140, max_length=512, max_target_tokens=64)
+    short = TemplateConfig.from_dict({"prefix": "Read this. " * 140, "max_length": 512,
+                                      "max_target_tokens": 64})
     with pytest.raises(UserError, match="fewer than 16"):  # the stage wants room for an article
         tokenize.run(tokenizer, 512, Path("unused"), Path("unused"), short, 8)
 

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,38 @@ def test_defaults_fill_every_section():
     assert cfg["data"]["sizes"] == {"train": 21000, "validation": 6000, "test": 3000}
     assert cfg["template"]["suffix"] == "\nTL;DR:"
     assert set(cfg["methods"]) == {"prompt_tuning", "lora", "last_layers"}
+
+
+SECTION_CLASSES = [c for c in vars(config).values()
+                   if dataclasses.is_dataclass(c) and hasattr(c, "SECTION")]
+
+
+@pytest.mark.parametrize("cls", SECTION_CLASSES, ids=lambda c: c.__name__)
+def test_a_section_dataclass_takes_its_defaults_from_the_schema_only(cls):
+    """A literal default on a field would be a second declaration, free to drift from the
+    schema's; a field the schema gives no default may default to None (unset)."""
+    schema = config.load_schema()["properties"][cls.SECTION]["properties"]
+    declared = config.section_defaults(cls.SECTION)
+    for field in dataclasses.fields(cls):
+        assert field.name in schema, f"{cls.__name__}.{field.name} is no key of the schema"
+        if field.name in declared:
+            assert field.default is dataclasses.MISSING, (
+                f"{cls.__name__}.{field.name} repeats the schema's default")
+        else:
+            assert field.default is None, f"{cls.__name__}.{field.name} has no schema default"
+    built = dataclasses.asdict(cls.from_dict({}))
+    assert built == {k: declared.get(k) for k in built}
+
+
+def test_threads_auto_shares_the_cores_and_a_count_is_kept():
+    assert config.job_threads(3, 64, 1) == 3
+    assert config.job_threads("auto", 2, 4) == 1
+    assert config.job_threads("auto", 16, 4) == 4
+    assert config.job_threads("auto", 64, 1) == config.AUTO_THREADS_CAP
+    assert config.job_threads("auto", None, 4) == config.AUTO_THREADS_CAP  # a cluster's job
+    for bad in (0, "many", 1.5):
+        with pytest.raises(UserError, match="threads"):
+            config.validate({"threads": bad})
 
 
 def test_unknown_key_is_named():

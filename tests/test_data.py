@@ -106,7 +106,7 @@ def test_split_with_no_rows_left_fails(tmp_path):
 
 
 def test_labels_mask_everything_but_summary_and_eos(tokenizer):
-    template = TemplateConfig(max_length=64, max_target_tokens=16)
+    template = TemplateConfig.from_dict({"max_length": 64, "max_target_tokens": 16})
     encoder = tokenize.Encoder(tokenizer, template, tokenize.source_budget(template, 1024, 4))
     (row,) = encoder.encode(["The cat sat on the mat."], ["A cat sat."])
     ids, n = row["input_ids"], row["source_len"]
@@ -118,7 +118,7 @@ def test_labels_mask_everything_but_summary_and_eos(tokenizer):
 
 
 def test_long_article_is_truncated_to_fit_soft_prompt_and_target(tokenizer):
-    template = TemplateConfig(max_length=64, max_target_tokens=16)
+    template = TemplateConfig.from_dict({"max_length": 64, "max_target_tokens": 16})
     budget = tokenize.source_budget(template, context=1024, reserved=8)
     encoder = tokenize.Encoder(tokenizer, template, budget)
     (row,) = encoder.encode(["word " * 500], ["summary " * 100])
@@ -149,7 +149,7 @@ def chat_tokenizer(tokenizer):
 
 
 def test_chat_template_source_is_what_apply_chat_template_gives(chat_tokenizer):
-    template = TemplateConfig(max_length=256, max_target_tokens=16)
+    template = TemplateConfig.from_dict({"max_length": 256, "max_target_tokens": 16})
     chat = tokenize.chat_template(chat_tokenizer, template, "Summarize this.")
     encoder = tokenize.Encoder(chat_tokenizer, chat, tokenize.source_budget(template, 1024, 0))
     article = "The cat sat on the mat. It was warm."
@@ -163,7 +163,7 @@ def test_chat_template_source_is_what_apply_chat_template_gives(chat_tokenizer):
 
 
 def test_chat_template_truncates_the_article_only(chat_tokenizer):
-    template = TemplateConfig(max_length=64, max_target_tokens=16)
+    template = TemplateConfig.from_dict({"max_length": 64, "max_target_tokens": 16})
     chat = tokenize.chat_template(chat_tokenizer, template, "Summarize this.")
     budget = tokenize.source_budget(template, 1024, reserved=8)
     (row,) = tokenize.Encoder(chat_tokenizer, chat, budget).encode(["word " * 500], ["s"])
@@ -175,4 +175,4 @@ def test_chat_template_truncates_the_article_only(chat_tokenizer):
 
 def test_chat_baseline_without_chat_template_says_so(tokenizer):
     with pytest.raises(UserError, match="zero_shot_chat"):
-        tokenize.chat_template(tokenizer, TemplateConfig(), "Summarize.")
+        tokenize.chat_template(tokenizer, TemplateConfig.from_dict({}), "Summarize.")

@@ -168,8 +168,9 @@ tok.pad_token = tok.eos_token
 gen = torch.Generator().manual_seed(0)
 examples = [{"input_ids": torch.randint(0, 50000, (n,), generator=gen).tolist(), "source_len": n - 6}
             for n in torch.randint(12, 40, (16,), generator=gen).tolist()]
-cfg = TrainingConfig(epochs=1, max_steps=4, batch_size=2, grad_accum=2, eval_every=2,
-                     log_every=1, patience=None, checkpoint_every=100, cpu_bf16=False)
+cfg = TrainingConfig.from_dict({"epochs": 1, "max_steps": 4, "batch_size": 2, "grad_accum": 2,
+                                "eval_every": 2, "log_every": 1, "patience": None,
+                                "checkpoint_every": 100, "cpu_bf16": False})
 for name, spec in kinds.items():
     seed_everything(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=128,

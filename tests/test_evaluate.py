@@ -84,7 +84,7 @@ def test_evaluation_files_hold_per_example_scores_that_average_to_the_metrics(tm
 
 
 def _examples(tokenizer):
-    template = TemplateConfig(max_length=128, max_target_tokens=16)
+    template = TemplateConfig.from_dict({"max_length": 128, "max_target_tokens": 16})
     encoder = tokenize.Encoder(tokenizer, template, tokenize.source_budget(template, 128, 0))
     articles = ["A short one.", "A much longer article about the weather and the markets today.",
                 "Medium length text here."]
@@ -93,7 +93,7 @@ def _examples(tokenizer):
 
 def test_generation_batched_decodes_only_new_tokens(tiny_gpt2, tokenizer):
     examples = _examples(tokenizer)
-    cfg = EvalConfig(batch_size=2, max_new_tokens=8, no_repeat_ngram_size=0)
+    cfg = EvalConfig.from_dict({"batch_size": 2, "max_new_tokens": 8, "no_repeat_ngram_size": 0})
     outputs = generate(tiny_gpt2, tokenizer, examples, cfg, torch.device("cpu"))
     for example, output in zip(examples, outputs):  # outputs come back in input order
         source = torch.tensor([example["input_ids"][: example["source_len"]]])
@@ -148,7 +148,7 @@ def test_batched_generation_equals_a_plain_greedy_loop(tiny_gpt2, tokenizer, spe
     source = examples[0]["input_ids"][: examples[0]["source_len"]]
     echo = source + greedy_by_hand(model, source, 2, 3, tokenizer.eos_token_id)[0]
     examples.append({"input_ids": echo, "source_len": len(echo)})
-    cfg = EvalConfig(batch_size=3, max_new_tokens=24)
+    cfg = EvalConfig.from_dict({"batch_size": 3, "max_new_tokens": 24})
     assert cfg.no_repeat_ngram_size == 3  # the default evaluation decodes with
     outputs = generate(model, tokenizer, examples, cfg, torch.device("cpu"))
     total_bans = 0

@@ -42,10 +42,11 @@ SPECS = {
                                                                "target_modules": ["c_attn"]},
              "lr": 0.1},
 }
-TRAINING = TrainingConfig(epochs=1, max_steps=2, batch_size=4, eval_every=2, eval_samples=4,
-                          log_every=2, patience=None, checkpoint_every=100, cpu_bf16=False)
-DECODING = EvalConfig(batch_size=1, max_new_tokens=12, num_beams=1, no_repeat_ngram_size=0,
-                      cpu_bf16=False)
+TRAINING = TrainingConfig.from_dict({"epochs": 1, "max_steps": 2, "batch_size": 4, "eval_every": 2,
+                                     "eval_samples": 4, "log_every": 2, "patience": None,
+                                     "checkpoint_every": 100, "cpu_bf16": False})
+DECODING = EvalConfig.from_dict({"batch_size": 1, "max_new_tokens": 12, "num_beams": 1,
+                                 "no_repeat_ngram_size": 0, "cpu_bf16": False})
 
 
 def test_every_kind_has_an_export_case():

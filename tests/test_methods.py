@@ -71,8 +71,9 @@ def test_only_trainable_parameters_are_optimized_get_gradients_and_move(tiny_gpt
     wrapped, _ = method.wrap(tiny_gpt2, tokenizer)
     examples = two_examples(tokenizer)
     # Weight decay 0: AdamW's decay would move any parameter it holds, gradient or not.
-    cfg = TrainingConfig(epochs=3, batch_size=2, weight_decay=0.0, warmup_ratio=0.0,
-                         eval_every=100, log_every=100, patience=None, checkpoint_every=100)
+    cfg = TrainingConfig.from_dict({"epochs": 3, "batch_size": 2, "weight_decay": 0.0,
+                                    "warmup_ratio": 0.0, "eval_every": 100, "log_every": 100,
+                                    "patience": None, "checkpoint_every": 100})
     trainer = Trainer(wrapped, tokenizer, method, cfg, 0, examples, examples, torch.device("cpu"))
     params = dict(wrapped.named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}

@@ -86,6 +86,17 @@ def test_provenance_records_the_choice_and_why(probe):
     assert provenance.record("hash")["cpu_precision"] is None
 
 
+def test_provenance_records_the_threads_the_run_computed_with():
+    """The count `--config threads=` needs to reproduce a CPU run's last digits."""
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert provenance.record("hash")["cpu_threads"] == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_real_probe_times_both_precisions_for_each_workload():
     seconds = REAL_PROBE()
     assert set(seconds) == set(precision.WORKLOADS)

@@ -38,8 +38,9 @@ KINDS = {
 # train.run alone records no template (stages.train adds it); what export needs of one.
 TEMPLATE = {"prefix": "", "suffix": "\nTL;DR:", "summary_prefix": " ", "max_length": 512,
             "max_target_tokens": 64}
-CFG = TrainingConfig(epochs=1, max_steps=3, batch_size=4, eval_every=3, eval_samples=4,
-                     log_every=3, patience=None, checkpoint_every=100)
+CFG = TrainingConfig.from_dict({"epochs": 1, "max_steps": 3, "batch_size": 4, "eval_every": 3,
+                                "eval_samples": 4, "log_every": 3, "patience": None,
+                                "checkpoint_every": 100})
 
 
 def logits(model, batch) -> torch.Tensor:

@@ -191,6 +191,23 @@ def test_config_threads_sets_each_training_and_evaluation_job(tmp_path):
     assert threads == {"train": "3", "evaluate": "3", "evaluate_zero_shot": "3"}
 
 
+def planned_threads(done: subprocess.CompletedProcess) -> dict:
+    """Each rule's threads in a dry run's job list (Snakemake leaves out a count of 1)."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    threads: (\d+)$",
+                           done.stdout + done.stderr, re.MULTILINE))
+
+
+def test_threads_auto_shares_the_cores_among_the_demos_jobs(tmp_path):
+    demo = ROOT / "config" / "demo.yaml"
+    assert yaml.safe_load(demo.read_text())["threads"] == "auto"
+    many = planned_threads(snakemake(tmp_path, demo, "-n", "--cores", "16"))
+    assert int(many["train"]) > 1
+    assert many["evaluate"] == many["evaluate_zero_shot"] == many["train"]
+    # On 2 cores one thread each, as the demo's recorded figures were computed.
+    assert planned_threads(snakemake(tmp_path, demo, "-n", "--cores", "2")) == {}
+
+
 # --- one experiment, one folder ------------------------------------------------------------------
 
 def planned_outputs(done: subprocess.CompletedProcess) -> list[str]:

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 import jsonschema
 import yaml
@@ -142,6 +143,22 @@ def validate(raw: dict) -> dict:
     return config
 
 
+# The most threads `threads: auto` gives a job: a small model's matmuls gain little beyond it,
+# and every machine with this many cores per job then computes the same digits.
+AUTO_THREADS_CAP = 8
+
+
+def job_threads(setting: int | str, cores: int | None, jobs: int) -> int:
+    """Each training and evaluation job's CPU threads: the config's count, or for auto the
+    cores shared among the `jobs` that can run at once, capped (cores None: a cluster's job,
+    whose cores are its own)."""
+    if setting != "auto":
+        return setting
+    if cores is None:
+        return AUTO_THREADS_CAP
+    return max(1, min(AUTO_THREADS_CAP, cores // max(1, jobs)))
+
+
 def check_train_sizes(data: dict) -> None:
     """A learning curve's sizes must fit in the training split, where the config fixes its
     size (data.sizes.train; null takes the whole source split, known only at split): else
@@ -266,62 +283,75 @@ def decoding_params(evaluation: dict) -> dict:
                       if k not in ("baselines", "chat_instruction")})
 
 
+def section_defaults(section: str) -> dict:
+    """The schema's default of each key of a top-level section that declares one."""
+    properties = load_schema()["properties"][section]["properties"]
+    return {k: copy.deepcopy(p["default"]) for k, p in properties.items() if "default" in p}
+
+
 def _build(cls, values: dict):
-    """Build a dataclass from a validated section, ignoring nested sections it has no field for."""
+    """A section's dataclass from values, the schema's defaults filling the keys values lacks
+    (so that a default is declared once, in the schema); keys with no field are ignored."""
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    given = {**section_defaults(cls.SECTION), **values}
+    return cls(**{k: v for k, v in given.items() if k in names})
 
 
-@dataclass(frozen=True)
+# Each field's default is the schema's: build these with from_dict (a partial dict will do).
+@dataclass(frozen=True, kw_only=True)
 class TemplateConfig:
     """How an example becomes one token sequence."""
 
-    prefix: str = ""
-    suffix: str = "\nTL;DR:"
-    summary_prefix: str = " "
-    max_length: int = 1024
-    max_target_tokens: int = 128
+    SECTION: ClassVar[str] = "template"
+    prefix: str
+    suffix: str
+    summary_prefix: str
+    max_length: int
+    max_target_tokens: int
 
     @classmethod
     def from_dict(cls, values: dict) -> TemplateConfig:
         return _build(cls, values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
     """Hyperparameters shared by every method; see the schema for each field's meaning."""
 
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_every: int = 500
-    eval_samples: int | None = None
-    patience: int | None = 3
-    log_every: int = 10
-    cpu_bf16: bool | str = "auto"  # true, false or auto (runtime.precision.cpu_choice)
-    checkpoint_every: int = 50
-    compile: bool = False
-    attention: str = "sdpa"
+    SECTION: ClassVar[str] = "training"
+    epochs: int
+    max_steps: int | None
+    batch_size: int
+    grad_accum: int
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    eval_every: int
+    eval_samples: int | None
+    patience: int | None
+    log_every: int
+    cpu_bf16: bool | str  # true, false or auto (runtime.precision.cpu_choice)
+    checkpoint_every: int
+    compile: bool
+    attention: str
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:
         return _build(cls, values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     """Test-set evaluation and decoding settings."""
 
-    batch_size: int = 16
-    loss_batch_size: int | None = None  # None: batch_size
-    max_new_tokens: int = 128
-    num_beams: int = 1
-    no_repeat_ngram_size: int = 3
-    cpu_bf16: bool | str = "auto"  # true, false or auto (runtime.precision.cpu_choice)
+    SECTION: ClassVar[str] = "evaluation"
+    batch_size: int
+    # The schema gives it no default: unset, the loss pass takes batch_size.
+    loss_batch_size: int | None = None
+    max_new_tokens: int
+    num_beams: int
+    no_repeat_ngram_size: int
+    cpu_bf16: bool | str  # true, false or auto (runtime.precision.cpu_choice)
 
     @classmethod
     def from_dict(cls, values: dict) -> EvalConfig:

@@ -76,7 +76,22 @@ SEEDS = config["training"]["seeds"]
 # Learning curves: every method again at each smaller training size (nested subsets).
 TRAIN_SIZES = config["data"]["train_sizes"]
 SELECTION = config["selection"]
-THREADS = config["threads"]
+# threads: auto shares this machine's cores among the model jobs that can run at once: every
+# training run with the model baselines (which need no training), then as many evaluations,
+# or a sweep's grid points. A cluster's job has its cores to itself.
+THREADS = peftsum_config.job_threads(
+    config["threads"],
+    (
+        workflow.resource_settings.cores
+        if workflow.local_exec and workflow.is_main_process
+        else None
+    ),
+    max(
+        len(METHODS) * len(SEEDS) * (1 + len(TRAIN_SIZES))
+        + len(set(config["evaluation"]["baselines"]) - {"lead3"}),
+        sum(len(grid) for grid in GRIDS.values()),
+    ),
+)
 SPLITS = ["train", "validation", "test"]
 BASELINES = config["evaluation"]["baselines"]
 MODEL = config["model"]["name"]

@@ -68,7 +68,11 @@ def cpu_precision(cpu_bf16: bool | str | None) -> dict | None:
 def record(config_hash: str, cpu_bf16: bool | str | None = None) -> dict:
     """The provenance of a run starting now; config_hash identifies its settings, cpu_bf16 is
     its precision setting (recorded with the choice it leads to on this machine)."""
+    import torch
+
+    # A CPU's sums differ in their last digits with the thread count: `--config
+    # threads=<cpu_threads>` reproduces a run's digits.
     return {"started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **git_state(), "config_hash": config_hash, "python": platform.python_version(),
             "versions": versions(), "hardware": hardware(),
-            "cpu_precision": cpu_precision(cpu_bf16)}
+            "cpu_threads": torch.get_num_threads(), "cpu_precision": cpu_precision(cpu_bf16)}

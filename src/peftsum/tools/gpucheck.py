@@ -131,9 +131,9 @@ def train_once(name: str, spec: dict, shapes: Shapes, shape: tuple, steps: int, 
     tok, method = _tokenizer(), from_config(name, spec)
     model, _ = method.wrap(_model(shapes, dropout), tok)
     examples = _examples(steps * batch * accum, shortest, longest, shapes.summary_tokens)
-    cfg = TrainingConfig(epochs=1, max_steps=steps, batch_size=batch, grad_accum=accum,
-                         eval_every=10**9, eval_samples=1, log_every=1, patience=None,
-                         checkpoint_every=10**9)
+    cfg = TrainingConfig.from_dict({"epochs": 1, "max_steps": steps, "batch_size": batch,
+                                    "grad_accum": accum, "eval_every": 10**9, "eval_samples": 1,
+                                    "log_every": 1, "patience": None, "checkpoint_every": 10**9})
     trainer = Trainer(model, tok, method, cfg, 0, examples, examples[:1], dev, dtype=dtype)
     state = trainer.fit()
     rows = [r for r in trainer.rows if "train_loss" in r]
@@ -183,7 +183,8 @@ def step_generate(shapes: Shapes) -> dict:
     dtype = amp_dtype(dev, False)
     model = place_for_inference(model, dev, dtype)
     examples = _examples(batch, source // 2, source, shapes.summary_tokens)
-    cfg = EvalConfig(batch_size=batch, max_new_tokens=new_tokens, no_repeat_ngram_size=3)
+    cfg = EvalConfig.from_dict({"batch_size": batch, "max_new_tokens": new_tokens,
+                                "no_repeat_ngram_size": 3})
     generation = generate_and_score(model, tok, examples, cfg, dev, dtype)
     tokens = sum(o["n_tokens"] for o in generation.outputs)
     return {"examples": batch, "new_tokens": tokens, "seconds": generation.seconds,
@@ -254,8 +255,10 @@ def step_unit(shapes: Shapes) -> dict:
     small = dataclasses.replace(REHEARSAL, model={**REHEARSAL.model, "n_positions": 256})
     for spec in shapes.unit_kinds:
         model = _perturbed(spec, small, tok, dev)
-        texts = {b: [o["text"] for o in generate(model, tok, examples, EvalConfig(
-            batch_size=b, max_new_tokens=8, no_repeat_ngram_size=3), dev)] for b in (4, 1)}
+        decodings = {b: EvalConfig.from_dict({"batch_size": b, "max_new_tokens": 8,
+                                              "no_repeat_ngram_size": 3}) for b in (4, 1)}
+        texts = {b: [o["text"] for o in generate(model, tok, examples, cfg, dev)]
+                 for b, cfg in decodings.items()}
         batched["-".join(str(v) for v in spec.values())] = texts[4] == texts[1]
     return {"greedy_with_ending_rows": greedy_check, "batched_equals_one_at_a_time": batched,
             "ok": greedy_check["equal"] and all(batched.values())}

@@ -34,8 +34,8 @@ def generate_ours(job: Job) -> dict:
     model, tokenizer, dev, dtype = _setup(job)
     place_for_inference(model, dev, dtype)  # as the evaluate rule does
     p = job.preset
-    cfg = EvalConfig(batch_size=p.gen_batch_size, max_new_tokens=p.max_new_tokens, num_beams=1,
-                     no_repeat_ngram_size=0, cpu_bf16=p.cpu_bf16)
+    cfg = EvalConfig.from_dict({"batch_size": p.gen_batch_size, "max_new_tokens": p.max_new_tokens,
+                                "num_beams": 1, "no_repeat_ngram_size": 0, "cpu_bf16": p.cpu_bf16})
     generate(model, tokenizer, job.test[:1], dataclasses.replace(cfg, max_new_tokens=2), dev,
              dtype)  # untimed warm-up, as in every variant
     start = time.perf_counter()

@@ -49,9 +49,10 @@ NEVER = 10**9  # no validation, logging window or checkpoint inside the timed st
 
 def training_config(job: Job) -> TrainingConfig:
     p = job.preset
-    return TrainingConfig(epochs=1, max_steps=p.steps, batch_size=p.batch_size,
-                          grad_accum=p.grad_accum, eval_every=NEVER, log_every=1, patience=None,
-                          cpu_bf16=p.cpu_bf16, checkpoint_every=NEVER, attention=p.attention)
+    return TrainingConfig.from_dict({
+        "epochs": 1, "max_steps": p.steps, "batch_size": p.batch_size, "grad_accum": p.grad_accum,
+        "eval_every": NEVER, "log_every": 1, "patience": None, "cpu_bf16": p.cpu_bf16,
+        "checkpoint_every": NEVER, "attention": p.attention})
 
 
 def plan(job: Job) -> list[list[list[int]]]:
