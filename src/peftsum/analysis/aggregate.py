@@ -14,6 +14,8 @@ from pathlib import Path
 
 from peftsum.analysis import evaluations
 from peftsum.analysis.stats import (
+    ALPHA,
+    N_RESAMPLES,
     bootstrap_ci,
     design_needed,
     detectable_difference,
@@ -25,13 +27,12 @@ from peftsum.analysis.stats import (
     variance_components,
 )
 from peftsum.files import read_json, write_atomic, write_json
+from peftsum.metrics import ROUGE_KEYS, ROUGE_L, ROUGE_LSUM
 
-ROUGE_KEYS = list(evaluations.ROUGE_KEYS)
-ALPHA = 0.05  # the family-wise error rate the verdicts keep
 # ROUGE-L carries the verdicts (Holm over the verdict family); ROUGE-Lsum is secondary: tested
 # the same way, corrected over its own family, and shown as context, never a verdict.
-PRIMARY_METRIC = "rougeL"
-TESTED_METRICS = [PRIMARY_METRIC, "rougeLsum"]
+PRIMARY_METRIC = ROUGE_L.key
+TESTED_METRICS = [PRIMARY_METRIC, ROUGE_LSUM.key]
 # A comparison in the corrected family (each trained method against the strongest baseline,
 # each pair of trained methods) or shown as context outside it (every other baseline pair).
 VERDICT, CONTEXT = "verdict", "context"
@@ -50,10 +51,7 @@ COLUMNS = [
     "trainable_pct",
     "test_loss",
     "perplexity",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "rougeLsum",
+    *ROUGE_KEYS,
     "n_test",
     "mean_pred_words",
     "mean_ref_words",
@@ -113,10 +111,7 @@ _METRIC_COLUMNS = [
     "kind",
     "test_loss",
     "perplexity",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "rougeLsum",
+    *ROUGE_KEYS,
     "n_test",
     "mean_pred_words",
     "mean_ref_words",
@@ -148,7 +143,7 @@ def run(
     train_runs: list[Path],
     outputs: dict[str, Path],
     predictions: list[Path] | None = None,
-    n_resamples: int = 1000,
+    n_resamples: int = N_RESAMPLES,
     seed: int = 0,
 ) -> list[dict]:
     """Build the results table, write it as TSV and JSON, and return its rows.

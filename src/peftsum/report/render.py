@@ -15,9 +15,11 @@ from pathlib import Path
 import jinja2
 
 from peftsum.analysis import aggregate
+from peftsum.analysis.stats import ALPHA
 from peftsum.files import read_json, read_jsonl, write_atomic
+from peftsum.metrics import BY_KEY, ROUGE, ROUGE_KEYS
 from peftsum.report import study as report_study
-from peftsum.report.figures import ROUGE_COLUMNS, is_trained, save_figures
+from peftsum.report.figures import is_trained, save_figures
 from peftsum.report.setup import appendix
 from peftsum.report.tables import (
     MISSING,
@@ -37,7 +39,6 @@ from peftsum.report.tables import (
 # Package data, so that an installed peftsum renders without the repository beside it.
 DEFAULT_TEMPLATES_DIR = Path(str(resources.files("peftsum.report") / "templates"))
 ARTICLE_CHARS = 600
-ALPHA = 0.05  # significance level of the paired tests
 MAX_PAIRS_SAID = 6  # more pairs of trained methods are counted in the findings, not listed
 EXPLORER_HREF = "explorer.html"  # beside report.html
 
@@ -239,10 +240,14 @@ def methods_table(rows: list[dict]) -> Table:
     return table
 
 
+# (column, header, digits, lower is better), as the quality and seeds tables list them.
+ROUGE_TABLE_COLUMNS = [(m.key, m.label, m.digits, not m.higher_is_better) for m in ROUGE]
+
+
 def quality_table(rows: list[dict]) -> Table:
     # (column, header, digits, lower is better)
     columns = [("test_loss", "Test loss", 3, True), ("perplexity", "Perplexity", 2, True)]
-    columns += [(key, header, 2, False) for key, header in ROUGE_COLUMNS]
+    columns += ROUGE_TABLE_COLUMNS
     best = {key: best_value([r.get(key) for r in rows], lower) for key, _, _, lower in columns}
     table = Table(["Method"] + [c[1] for c in columns], [False] + [True] * len(columns))
     for row in rows:
@@ -265,7 +270,7 @@ def ci_text(row: dict, key: str, digits: int) -> str:
 
 def seeds_table(methods: list[dict]) -> Table:
     columns = [("test_loss", "Test loss", 3, True)]
-    columns += [(key, header, 2, False) for key, header in ROUGE_COLUMNS]
+    columns += ROUGE_TABLE_COLUMNS
     columns += [("train_wall_s", "Train wall (s)", 1, True)]
     best = {
         key: best_value([m.get(f"{key}_mean") for m in methods], lower)
@@ -281,7 +286,7 @@ def seeds_table(methods: list[dict]) -> Table:
             bold = mean is not None and mean == best[key] and key != "train_wall_s"
             interval = (ci_text({f"{key}_ci_low": method.get(f"{key}_seed_low"),
                                  f"{key}_ci_high": method.get(f"{key}_seed_high")}, key, digits)
-                        if key in aggregate.ROUGE_KEYS else "")
+                        if key in ROUGE_KEYS else "")
             cells.append(Cell(fmt_mean_std(mean, std, digits), bold=bold, note=interval))
         table.rows.append([Cell(method["name"]), Cell(fmt(method["n_seeds"]))] + cells)
     return table
@@ -310,17 +315,17 @@ def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
     def system(name: str, seeds: list) -> str:
         return f"{name} ({len(seeds)} seeds)" if len(seeds) > 1 else name
 
-    table = Table(
-        ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum (secondary)",
-         "p (Holm)"],
-        [False, False, True, True, True, True],
-    )
+    headers = ["System A", "System B"]
+    for key in aggregate.TESTED_METRICS:
+        secondary = "" if key == aggregate.PRIMARY_METRIC else " (secondary)"
+        headers += [f"Δ {BY_KEY[key].label}{secondary}", "p (Holm)"]
+    table = Table(headers, [False, False] + [True] * (len(headers) - 2))
     for pair in pairs:
         cells = [
             Cell(system(pair["system_a"], pair["seeds_a"])),
             Cell(system(pair["system_b"], pair["seeds_b"])),
         ]
-        for key in ("rougeL", "rougeLsum"):
+        for key in aggregate.TESTED_METRICS:
             diff = pair.get(f"{key}_diff")
             cells.append(Cell(MISSING if diff is None else f"{diff:+.2f}"))
             cells.append(p_cell(pair, key))
