@@ -475,7 +475,7 @@ def test_significance_shows_the_asked_comparisons_first(rendered):
     assert len(folded) - 1 == len(NAMES) * (len(NAMES) - 1) // 2 - len(expected)
     intro = markdown_section(rendered["md"], "Significance").strip().split("\n\n")[0]
     assert intro.startswith(f"{best}, the best by mean ROUGE-L") and f"against {baseline}" in intro
-    assert intro.endswith("then each against zero_shot, the untrained model (the floor).")
+    assert intro.endswith("each trained method against zero_shot, the untrained model (the floor).")
 
 
 def test_lengths_table(rendered):

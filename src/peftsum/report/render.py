@@ -395,7 +395,8 @@ def significance_intro(methods: list[dict], rows: list[dict], pairs: list[dict])
     if baseline and baseline != best:
         text += f"; then each trained method against {baseline}, the strongest baseline"
     if any(p.get("family") == aggregate.FLOOR for p in pairs):
-        text += f"; then each against {aggregate.UNTRAINED}, the untrained model (the floor)"
+        text += (f"; then each trained method against {aggregate.UNTRAINED}, the untrained "
+                 "model (the floor)")
     return text + "."
 
 
