@@ -270,9 +270,9 @@ def test_significance_covers_every_pair_once(rendered):
             mean = statistics.fmean
             assert pair[f"{key}_diff"] == pytest.approx(mean(map(mean, x)) - mean(map(mean, y)))
             assert pair[f"{key}_p"] == pytest.approx(float(stats.seed_article_t_test(x, y)["p"]))
-        if pair["family"] == aggregate.VERDICT:
+        if pair["family"] != aggregate.CONTEXT:  # the verdicts and the floor: corrected
             assert pair["rougeL_p_holm"] >= pair["rougeL_p"]
-        else:  # baseline against baseline: context, outside the corrected family
+        else:  # baseline against baseline: context, outside the corrected families
             assert pair["rougeL_p_holm"] is None
             assert not {pair["system_a"], pair["system_b"]} <= {n for n, _ in RUNS}
         assert pair["rougeL_diff"] >= 0  # system_a is the one ahead on ROUGE-L
@@ -469,10 +469,14 @@ def test_significance_shows_the_asked_comparisons_first(rendered):
     expected = [frozenset((best, other)) for other in ranked[1:]]
     expected += [frozenset((name, baseline)) for name in ranked
                  if name in trained and name != best]
+    # then the floor: each trained method against the untrained model, where not shown yet
+    expected += [frozenset((name, "zero_shot")) for name in ranked
+                 if name in trained and name != best]
     assert shown == expected
     assert len(folded) - 1 == len(NAMES) * (len(NAMES) - 1) // 2 - len(expected)
     intro = markdown_section(rendered["md"], "Significance").strip().split("\n\n")[0]
     assert intro.startswith(f"{best}, the best by mean ROUGE-L") and f"against {baseline}" in intro
+    assert intro.endswith("each trained method against zero_shot, the untrained model (the floor).")
 
 
 def test_lengths_table(rendered):
@@ -530,7 +534,9 @@ def test_findings_name_true_best_and_its_significance(rendered):
     pairs = rendered["significance"]["pairs"]
     for other in [runner_up, "zero_shot"]:
         pair = report.find_pair(pairs, best, other)
-        if pair["family"] == aggregate.CONTEXT:  # outside the corrected family: no verdict
+        if pair["family"] == aggregate.FLOOR:  # the floor sentence says it: test_the_floor_...
+            assert f"lead over {other} is significant" not in findings
+        elif pair["family"] == aggregate.CONTEXT:  # outside the corrected families: no verdict
             assert f"over {other} is significant" not in findings
             assert f"{best} and {other} cannot be told apart" not in findings
         elif pair["rougeL_p_holm"] < 0.05:
@@ -580,6 +586,57 @@ def test_significance_sentence(pairs, expected):
         {"name": "zero_shot", "rougeL_mean": 10.0, "n_seeds": 1},
     ]
     assert report.significance_sentence(methods, pairs) == expected
+
+
+def test_the_floor_is_a_finding(rendered):
+    """Each trained method against the untrained model is a floor verdict, said with Holm's p."""
+    findings = markdown_section(rendered["md"], "Findings")
+    (floor,) = [line for line in findings.splitlines() if "training helped:" in line]
+    assert "beat the untrained model, zero_shot (" in floor
+    pairs = rendered["significance"]["pairs"]
+    for name in dict.fromkeys(n for n, _ in RUNS):
+        pair = report.find_pair(pairs, name, "zero_shot")
+        assert pair["family"] == aggregate.FLOOR and pair["system_a"] == name
+        assert pair["rougeL_p_holm"] < 0.05  # every method of the fixture beats it
+        assert (f"{name}: {report.p_text(pair['rougeL_p_holm'])} after Holm's correction, "
+                f"Δ = {pair['rougeL_diff']:+.2f}") in floor
+
+
+def floor_pair(a: str, p: float, diff: float, family: str = aggregate.FLOOR) -> dict:
+    return significance_pair(a, "zero_shot", p, diff) | {"family": family, "design": "checkpoints"}
+
+
+def test_the_floor_with_one_seed_compares_checkpoints():
+    # The demo's shape: one seed, lead3 the strongest baseline and the best system.
+    methods = [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
+               for name, kind, mean in (("lead3", "baseline", 24.5), ("prompt_tuning", "pt", 23.8),
+                                        ("lora", "lora", 23.0), ("last_layers", "ll", 21.0),
+                                        ("zero_shot", "baseline", 20.7))]
+    pairs = [floor_pair("prompt_tuning", 0.003, 3.13), floor_pair("lora", 0.006, 2.3),
+             floor_pair("last_layers", 0.4, 0.3)]
+    assert report.floor_sentence(methods, pairs) == (
+        "With one seed per method, comparing each trained checkpoint with the untrained model on "
+        "these test articles (paired t-test over articles; nothing about seed variance), on "
+        "ROUGE-L, training helped: prompt_tuning and lora beat the untrained model, zero_shot "
+        "(prompt_tuning: p = 0.003 after Holm's correction, Δ = +3.13; lora: p = 0.006 after "
+        "Holm's correction, Δ = +2.30); last_layers and zero_shot cannot be told apart "
+        "(p = 0.400 after Holm's correction, Δ = +0.30).")
+
+
+def test_the_floor_is_said_once_where_the_untrained_model_is_the_strongest_baseline():
+    methods = [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
+               for name, kind, mean in (("lora", "lora", 29.0), ("prompt_tuning", "pt", 25.0),
+                                        ("zero_shot", "baseline", 22.0),
+                                        ("lead3", "baseline", 20.0))]
+    pairs = [significance_pair("lora", "prompt_tuning", 0.02, 4.0) | {"family": aggregate.VERDICT},
+             floor_pair("lora", 0.001, 7.0, aggregate.VERDICT),
+             floor_pair("prompt_tuning", 0.01, 3.0, aggregate.VERDICT)]
+    said = report.findings([], methods, pairs)
+    assert sum("lead over zero_shot" in s or "beat the untrained model" in s for s in said) == 1
+    assert any(s.endswith("training helped: lora and prompt_tuning beat the untrained model, "
+                          "zero_shot (lora: p = 0.001 after Holm's correction, Δ = +7.00; "
+                          "prompt_tuning: p = 0.010 after Holm's correction, Δ = +3.00).")
+               for s in said)
 
 
 def test_other_trained_pairs_are_each_said_with_their_verdict():

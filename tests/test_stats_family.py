@@ -41,11 +41,44 @@ def test_holm_runs_over_the_verdict_family_only():
     assert len(verdicts) == 3 + 3
     assert all("zero_shot" not in (p["system_a"], p["system_b"]) for p in verdicts)
     assert pair_of(pairs, "lead3", "zero_shot")["rougeL_p_holm"] is None  # context
-    assert pair_of(pairs, "lora", "zero_shot")["family"] == aggregate.CONTEXT
+    assert pair_of(pairs, "lora", "zero_shot")["family"] == aggregate.FLOOR
     for key in aggregate.TESTED_METRICS:
         ps = [p[f"{key}_p"] for p in verdicts]
         assert [p[f"{key}_p_holm"] for p in verdicts] == pytest.approx(holm(ps))
     assert any(p["rougeL_p_holm"] > p["rougeL_p"] > 0 for p in verdicts)
+
+
+def test_the_floor_is_holm_corrected_within_itself():
+    # Did training help: each trained method against the untrained model, lead3 the strongest
+    # baseline. Close enough to zero_shot that Holm over three raises some p.
+    pairs = study({"lora": (1.5, 2.0, 2.5), "prompt": (0.5, 1.0, 0.0), "full": (1.0, 1.5, 1.2)},
+                  {"lead3": 3.0, "zero_shot": 0.0})
+    floor = [p for p in pairs if p["family"] == aggregate.FLOOR]
+    assert sorted(frozenset((p["system_a"], p["system_b"])) for p in floor) == sorted(
+        frozenset((name, "zero_shot")) for name in ("lora", "prompt", "full"))
+    verdicts = [p for p in pairs if p["family"] == aggregate.VERDICT]
+    for key in aggregate.TESTED_METRICS:
+        ps = [p[f"{key}_p"] for p in floor]
+        assert [p[f"{key}_p_holm"] for p in floor] == pytest.approx(holm(ps))
+        # Its own family: the verdicts' p do not enter it, nor its p the verdicts'.
+        both = holm(ps + [p[f"{key}_p"] for p in verdicts])
+        assert [p[f"{key}_p_holm"] for p in floor] != pytest.approx(both[:len(floor)])
+    assert any(p["rougeL_p_holm"] > p["rougeL_p"] for p in floor)
+    alone = pair_of(study({"lora": (1.5, 2.0, 2.5)}, {"lead3": 3.0, "zero_shot": 0.0}),
+                    "lora", "zero_shot")
+    assert alone["rougeL_p_holm"] == pytest.approx(alone["rougeL_p"])  # a family of one
+
+
+def test_the_untrained_model_as_strongest_baseline_is_corrected_once():
+    # Both questions ask lora against zero_shot here: one test, in the verdict family (the
+    # larger, so the stricter), and no floor family beside it.
+    pairs = study({"lora": (3.0, 3.5, 4.0), "prompt": (1.0, 0.5, 1.5)},
+                  {"zero_shot": 0.0, "lead3": -2.0})
+    assert {p["family"] for p in pairs} == {aggregate.VERDICT, aggregate.CONTEXT}
+    verdicts = [p for p in pairs if p["family"] == aggregate.VERDICT]
+    assert len(verdicts) == 1 + 2  # one trained pair, two against zero_shot
+    assert [p["rougeL_p_holm"] for p in verdicts] == pytest.approx(
+        holm([p["rougeL_p"] for p in verdicts]))
 
 
 def test_seeds_ahead_counts_the_seeds_where_the_leader_scored_higher():
@@ -96,3 +129,26 @@ def test_the_report_calls_single_runs_checkpoints():
     assert any("comparing two trained checkpoints" in s for s in said)
     assert any(s.startswith("The other pairs of trained methods (one checkpoint each")
                for s in said)
+
+
+def test_a_pair_outside_both_families_is_no_verdict():
+    # lora against zero_shot_chat: neither the strongest baseline (lead3) nor the untrained
+    # model in the methods' template, so context however small its p.
+    from peftsum.report import render
+
+    pairs = study({"lora": (10.0,)}, {"lead3": 5.0, "zero_shot_chat": 0.0, "zero_shot": -3.0})
+    chat = pair_of(pairs, "lora", "zero_shot_chat")
+    assert chat["family"] == aggregate.CONTEXT and chat["rougeL_p_holm"] is None
+    assert chat["rougeL_p"] < 0.001
+    cell = render.p_cell(chat, "rougeL")
+    assert (cell.text, cell.bold) == ("(< 0.001)", False)
+    floor = pair_of(pairs, "lora", "zero_shot")
+    assert floor["family"] == aggregate.FLOOR and render.p_cell(floor, "rougeL").bold
+    methods = [{"name": name, "kind": "lora" if name == "lora" else "baseline",
+                "rougeL_mean": mean, "n_seeds": 1}
+               for name, mean in (("lora", 30.0), ("lead3", 25.0), ("zero_shot_chat", 20.0),
+                                  ("zero_shot", 17.0))]
+    said = " ".join(render.findings([], methods, pairs))
+    assert "over zero_shot_chat is significant" not in said
+    assert "zero_shot_chat cannot be told apart" not in said
+    assert "training helped: lora beats the untrained model, zero_shot (lora: p < 0.001" in said

@@ -25,6 +25,7 @@ ROUGE = (
     Metric("rougeL", "ROUGE-L", 2, True),
     Metric("rougeLsum", "ROUGE-Lsum", 2, True),
 )
+ROUGE_1, ROUGE_2, ROUGE_L, ROUGE_LSUM = ROUGE  # by name, for the code that picks one
 ROUGE_KEYS = tuple(metric.key for metric in ROUGE)
 # Per summary, in predictions.jsonl: the explorer shows and sorts by them.
 LENGTHS = (

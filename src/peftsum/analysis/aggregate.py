@@ -14,6 +14,8 @@ from pathlib import Path
 
 from peftsum.analysis import evaluations
 from peftsum.analysis.stats import (
+    ALPHA,
+    N_RESAMPLES,
     bootstrap_ci,
     design_needed,
     detectable_difference,
@@ -25,16 +27,20 @@ from peftsum.analysis.stats import (
     variance_components,
 )
 from peftsum.files import read_json, write_atomic, write_json
+from peftsum.metrics import ROUGE_KEYS, ROUGE_L, ROUGE_LSUM
 
-ROUGE_KEYS = list(evaluations.ROUGE_KEYS)
-ALPHA = 0.05  # the family-wise error rate the verdicts keep
-# ROUGE-L carries the verdicts (Holm over the verdict family); ROUGE-Lsum is secondary: tested
-# the same way, corrected over its own family, and shown as context, never a verdict.
-PRIMARY_METRIC = "rougeL"
-TESTED_METRICS = [PRIMARY_METRIC, "rougeLsum"]
-# A comparison in the corrected family (each trained method against the strongest baseline,
-# each pair of trained methods) or shown as context outside it (every other baseline pair).
-VERDICT, CONTEXT = "verdict", "context"
+# ROUGE-L carries the verdicts (Holm within each family); ROUGE-Lsum is secondary: tested the
+# same way, corrected within the same families, and shown as context, never a verdict.
+PRIMARY_METRIC = ROUGE_L.key
+TESTED_METRICS = [PRIMARY_METRIC, ROUGE_LSUM.key]
+# Two pre-specified questions, each its own family, Holm-corrected within itself so that each
+# keeps a family-wise error rate of ALPHA: the verdicts, which method is best (each trained
+# method against the strongest baseline, each pair of trained methods), and the floor, whether
+# training helped at all (each trained method against the untrained model). Every other pair
+# is context: shown, not corrected, no verdict.
+VERDICT, FLOOR, CONTEXT = "verdict", "floor", "context"
+# The base model in the methods' template, evaluated without training: the floor's reference.
+UNTRAINED = "zero_shot"
 _PAIR_PARTS = ("a", "b", "diff", "low", "high", "se", "df", "p", "p_holm", "seeds_ahead",
                "seed_pairs")
 # Metrics summarised across training seeds (mean and sample std).
@@ -50,10 +56,7 @@ COLUMNS = [
     "trainable_pct",
     "test_loss",
     "perplexity",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "rougeLsum",
+    *ROUGE_KEYS,
     "n_test",
     "mean_pred_words",
     "mean_ref_words",
@@ -113,10 +116,7 @@ _METRIC_COLUMNS = [
     "kind",
     "test_loss",
     "perplexity",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "rougeLsum",
+    *ROUGE_KEYS,
     "n_test",
     "mean_pred_words",
     "mean_ref_words",
@@ -148,7 +148,7 @@ def run(
     train_runs: list[Path],
     outputs: dict[str, Path],
     predictions: list[Path] | None = None,
-    n_resamples: int = 1000,
+    n_resamples: int = N_RESAMPLES,
     seed: int = 0,
 ) -> list[dict]:
     """Build the results table, write it as TSV and JSON, and return its rows.
@@ -265,9 +265,12 @@ SIGNIFICANCE_HEADER = {
     "diff": "mean over seeds and examples of system_a - system_b, ROUGE F1 x 100",
     "primary_metric": PRIMARY_METRIC,
     "secondary_metrics": TESTED_METRICS[1:],
-    "family": "verdict: each trained method against the strongest baseline and each pair of "
-              "trained methods; context: the other pairs (no Holm, no verdict)",
-    "correction": "Holm over the verdict family, per metric (p_holm)",
+    "family": "verdict (which method is best): each trained method against the strongest "
+              "baseline and each pair of trained methods; floor (did training help): each "
+              f"trained method against {UNTRAINED}, the untrained model, where that is not the "
+              "strongest baseline (where it is, the pair is corrected once, in the verdict "
+              "family, the stricter of the two); context: the other pairs (no Holm, no verdict)",
+    "correction": "Holm within each of the verdict and floor families, per metric (p_holm)",
     "alpha": ALPHA,
     "power": "detectable_80: the difference found with 80 % power at Holm's strictest level "
              "(alpha / family size); seeds_needed / articles_needed: roughly how many would "
@@ -281,8 +284,9 @@ def significance(systems: list[tuple[dict, list[dict] | None]]) -> list[dict]:
     `systems` holds (table row, per-example rows) in table order; a name's rows are its seeds.
     Each test is stats.seed_article_t_test on the (seeds x articles) scores, matched by example
     id; with one run per system it compares two checkpoints (`design`). Holm's correction runs
-    over the verdict family only (verdict_family), per metric. Within a pair, system_a is the
-    one with the higher mean ROUGE-L, so differences read "how far ahead".
+    within the verdict family and within the floor family (family_of), per metric. Within a
+    pair, system_a is the one with the higher mean ROUGE-L, so differences read "how far
+    ahead".
     `{metric}_seeds_ahead` of `{metric}_seed_pairs`: in how many pairings of a's and b's runs
     with the same seed (each of a's seeds against a system with one run, a baseline) a scored
     higher.
@@ -303,28 +307,45 @@ def significance(systems: list[tuple[dict, list[dict] | None]]) -> list[dict]:
                 a, b = b, a
             tested.append(_test_pair(a, b, runs))
     pairs = [pair for pair, _ in tested]
-    family = verdict_family(pairs, trained, {name: _mean(r, PRIMARY_METRIC) for name, r in runs.items()})
+    strongest = strongest_baseline(trained, {name: _mean(r, PRIMARY_METRIC)
+                                             for name, r in runs.items()})
     for pair in pairs:
-        pair["family"] = VERDICT if id(pair) in family else CONTEXT
-    verdicts = [pair for pair in pairs if pair["family"] == VERDICT]
-    for key in TESTED_METRICS:
-        for pair, adjusted in zip(verdicts, holm([pair[f"{key}_p"] for pair in verdicts])):
-            pair[f"{key}_p_holm"] = adjusted
+        pair["family"] = family_of(pair, trained, strongest)
+    sizes = {family: holm_within(pairs, family) for family in (VERDICT, FLOOR)}
     for pair, parts in tested:
-        pair.update(_power(pair, parts, len(verdicts)))
+        # A context pair is sized as a verdict would be: the difference it would take to call.
+        pair.update(_power(pair, parts, sizes.get(pair["family"], sizes[VERDICT])))
     return pairs
 
 
-def verdict_family(pairs: list[dict], trained: set[str], means: dict[str, float]) -> set[int]:
-    """ids of the pairs the report draws conclusions from: each trained method against the
-    strongest baseline (the untrained system with the highest mean ROUGE-L) and each pair of
-    trained methods."""
+def strongest_baseline(trained: set[str], means: dict[str, float]) -> str | None:
+    """The system that trains nothing with the highest mean ROUGE-L."""
     baselines = [name for name in means if name not in trained]
-    strongest = max(baselines, key=lambda name: means[name], default=None)
-    return {id(pair) for pair in pairs
-            if {pair["system_a"], pair["system_b"]} <= trained
-            or ({pair["system_a"], pair["system_b"]} & trained
-                and strongest in (pair["system_a"], pair["system_b"]))}
+    return max(baselines, key=lambda name: means[name], default=None)
+
+
+def family_of(pair: dict, trained: set[str], strongest: str | None) -> str:
+    """The question a pair answers. VERDICT: two trained methods, or a trained method against
+    the strongest baseline. FLOOR: a trained method against the untrained model. A pair that is
+    both (the untrained model is the strongest baseline) is tested and corrected once, in the
+    verdict family: it answers both questions, and Holm over the larger family is the stricter,
+    so neither question's error rate grows. CONTEXT: every other pair."""
+    systems = {pair["system_a"], pair["system_b"]}
+    if systems <= trained or (systems & trained and strongest in systems):
+        return VERDICT
+    if systems & trained and UNTRAINED in systems:
+        return FLOOR
+    return CONTEXT
+
+
+def holm_within(pairs: list[dict], family: str) -> int:
+    """Holm's correction over the pairs of one family, per tested metric (`{metric}_p_holm`);
+    returns the family's size."""
+    members = [pair for pair in pairs if pair["family"] == family]
+    for key in TESTED_METRICS:
+        for pair, adjusted in zip(members, holm([pair[f"{key}_p"] for pair in members])):
+            pair[f"{key}_p_holm"] = adjusted
+    return len(members)
 
 
 def _power(pair: dict, parts: dict | None, family_size: int) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from peftsum.analysis.aggregate import to_tsv
 from peftsum.analysis.stats import (
+    ALPHA,
     holm,
     seed_article_interval,
     seed_article_t_test,
@@ -19,7 +20,6 @@ from peftsum.analysis.stats import (
 )
 from peftsum.files import read_json, read_jsonl, write_atomic, write_json
 
-ALPHA = 0.05
 POINT_COLUMNS = ["method", "train_examples", "n_seeds", "rougeL", "rougeL_low", "rougeL_high",
                  "test_loss", "test_loss_low", "test_loss_high"]
 

@@ -13,8 +13,7 @@ import math
 from pathlib import Path
 
 from peftsum.errors import UserError
-
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")  # F1 x 100
+from peftsum.metrics import ROUGE_KEYS
 
 
 def read_all(metrics: list[Path], predictions: list[Path] | None

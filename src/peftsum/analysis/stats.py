@@ -12,6 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# The significance level: each family of tests keeps its family-wise error rate at it.
+ALPHA = 0.05
+# Bootstrap resamples per confidence interval, unless a caller asks for another number.
+N_RESAMPLES = 1000
 # Resample in chunks so memory stays bounded (chunk rows x n indices) on large test sets.
 _MAX_INDICES_PER_CHUNK = 4_000_000
 
@@ -45,7 +49,7 @@ def resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarr
 
 
 def bootstrap_ci(
-    scores: Sequence[float], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+    scores: Sequence[float], n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
     """Mean of `scores` and its percentile-bootstrap confidence interval: (mean, low, high).
 
@@ -309,13 +313,13 @@ def seed_article_t_test(a, b, level: float = 0.95) -> dict:
             "low": diff - half, "high": diff + half}
 
 
-def detectable_difference(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+def detectable_difference(se: float, df: float, alpha: float = ALPHA, power: float = 0.8) -> float:
     """The smallest true difference a two-sided t-test at `alpha` detects with `power`, to the
     usual approximation (t(1 - alpha / 2) + t(power)) x se."""
     return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se
 
 
-def design_needed(parts: dict, diff: float, alpha: float = 0.05, power: float = 0.8,
+def design_needed(parts: dict, diff: float, alpha: float = ALPHA, power: float = 0.8,
                   limit: int = 1_000_000) -> dict:
     """Roughly how many seeds per system (articles as now), or test articles (seeds as now),
     would detect `diff` with `power`: {"seeds": k or None, "articles": n or None}; None when

@@ -27,6 +27,7 @@ from peftsum.errors import UserError
 from peftsum.evaluation.generate import generate
 from peftsum.files import write_atomic, write_json
 from peftsum.methods.common import unwrap
+from peftsum.metrics import ROUGE
 from peftsum.runtime.precision import amp_dtype, place_for_inference
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,7 @@ def _name_base(config_file: Path, name: str, revision: str | None) -> None:
     write_json(config_file, config)
 
 
-CARD_METRICS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"),
-                ("rougeLsum", "ROUGE-Lsum"), ("test_loss", "test loss"))
+CARD_METRICS = (*((metric.key, metric.label) for metric in ROUGE), ("test_loss", "test loss"))
 
 
 def model_card(run: dict, base: tuple[str, str | None], metrics: dict | None, how: str) -> str:

@@ -15,9 +15,11 @@ from pathlib import Path
 import jinja2
 
 from peftsum.analysis import aggregate
+from peftsum.analysis.stats import ALPHA
 from peftsum.files import read_json, read_jsonl, write_atomic
+from peftsum.metrics import BY_KEY, ROUGE, ROUGE_KEYS
 from peftsum.report import study as report_study
-from peftsum.report.figures import ROUGE_COLUMNS, is_trained, save_figures
+from peftsum.report.figures import is_trained, save_figures
 from peftsum.report.setup import appendix
 from peftsum.report.tables import (
     MISSING,
@@ -37,7 +39,6 @@ from peftsum.report.tables import (
 # Package data, so that an installed peftsum renders without the repository beside it.
 DEFAULT_TEMPLATES_DIR = Path(str(resources.files("peftsum.report") / "templates"))
 ARTICLE_CHARS = 600
-ALPHA = 0.05  # significance level of the paired tests
 MAX_PAIRS_SAID = 6  # more pairs of trained methods are counted in the findings, not listed
 EXPLORER_HREF = "explorer.html"  # beside report.html
 
@@ -73,12 +74,18 @@ SIGNIFICANCE_NOTE = (
     "variance and the system-by-article variance, with Satterthwaite degrees of freedom, so "
     "that a few seeds count as a few. With one seed per method it is the paired t-test over "
     "articles: a comparison of two trained checkpoints on these articles that says nothing "
-    "about seed variance. p is two-sided and exact (no resampling floor), then Holm-adjusted "
-    "over the verdict family (each trained method against the strongest baseline, each pair "
-    "of trained methods), so that the family keeps a {alpha:.0%} error rate; other pairs are "
-    "context, with their unadjusted p in brackets and no verdict. ROUGE-L is the primary "
-    "metric and carries the verdicts; ROUGE-Lsum is secondary (Holm over its own family, "
-    "no verdict drawn). Adjusted p < {alpha} in bold."
+    "about seed variance. p is two-sided and analytic (not resampled), then Holm-adjusted "
+    "within each of two families, one per question asked beforehand, so that each keeps a "
+    "{alpha:.0%} family-wise error rate: which method is best (the verdicts: each trained "
+    "method against the strongest baseline, each pair of trained methods), and whether "
+    "training helped at all (the floor: each trained method against {untrained}, the untrained "
+    "model in the same template). The questions are separate, so the floor's answer does not "
+    "depend on how many methods are compared with each other. Where {untrained} is the "
+    "strongest baseline, its pairs answer both and are corrected once, in the verdict family, "
+    "the stricter. Other pairs are context, with their unadjusted p in "
+    "brackets and no verdict. ROUGE-L is the primary metric and carries the verdicts; "
+    "ROUGE-Lsum is secondary (Holm within the same families, no verdict drawn). Adjusted "
+    "p < {alpha} in bold."
 )
 LENGTH_NOTE = (
     "Words are whitespace-separated tokens of the decoded text. Generated tokens count "
@@ -152,12 +159,11 @@ def render(
         "curve_note": CURVE_NOTE.format(selected_at=curves["selected_at"]) if curves else "",
         "figures": figures,
         "significance": significance_table(key, rows) if pairs else None,
-        "significance_intro": significance_intro(methods, rows) if pairs else "",
+        "significance_intro": significance_intro(methods, rows, pairs) if pairs else "",
         "significance_rest": significance_table(rest, rows) if rest else None,
-        "significance_note": " ".join(filter(None, [SIGNIFICANCE_NOTE.format(alpha=ALPHA),
-                                                     power_sentence(pairs)]))
-        if tests
-        else "",
+        "significance_note": " ".join(filter(None, [
+            SIGNIFICANCE_NOTE.format(alpha=ALPHA, untrained=aggregate.UNTRAINED),
+            power_sentence(pairs)])) if tests else "",
         "methods": methods_table(rows),
         "resources": resources_table(rows),
         "resources_note": " ".join(filter(None, [devices_sentence(rows), RESOURCES_NOTE])),
@@ -239,10 +245,14 @@ def methods_table(rows: list[dict]) -> Table:
     return table
 
 
+# (column, header, digits, lower is better), as the quality and seeds tables list them.
+ROUGE_TABLE_COLUMNS = [(m.key, m.label, m.digits, not m.higher_is_better) for m in ROUGE]
+
+
 def quality_table(rows: list[dict]) -> Table:
     # (column, header, digits, lower is better)
     columns = [("test_loss", "Test loss", 3, True), ("perplexity", "Perplexity", 2, True)]
-    columns += [(key, header, 2, False) for key, header in ROUGE_COLUMNS]
+    columns += ROUGE_TABLE_COLUMNS
     best = {key: best_value([r.get(key) for r in rows], lower) for key, _, _, lower in columns}
     table = Table(["Method"] + [c[1] for c in columns], [False] + [True] * len(columns))
     for row in rows:
@@ -265,7 +275,7 @@ def ci_text(row: dict, key: str, digits: int) -> str:
 
 def seeds_table(methods: list[dict]) -> Table:
     columns = [("test_loss", "Test loss", 3, True)]
-    columns += [(key, header, 2, False) for key, header in ROUGE_COLUMNS]
+    columns += ROUGE_TABLE_COLUMNS
     columns += [("train_wall_s", "Train wall (s)", 1, True)]
     best = {
         key: best_value([m.get(f"{key}_mean") for m in methods], lower)
@@ -281,7 +291,7 @@ def seeds_table(methods: list[dict]) -> Table:
             bold = mean is not None and mean == best[key] and key != "train_wall_s"
             interval = (ci_text({f"{key}_ci_low": method.get(f"{key}_seed_low"),
                                  f"{key}_ci_high": method.get(f"{key}_seed_high")}, key, digits)
-                        if key in aggregate.ROUGE_KEYS else "")
+                        if key in ROUGE_KEYS else "")
             cells.append(Cell(fmt_mean_std(mean, std, digits), bold=bold, note=interval))
         table.rows.append([Cell(method["name"]), Cell(fmt(method["n_seeds"]))] + cells)
     return table
@@ -310,17 +320,17 @@ def significance_table(pairs: list[dict], rows: list[dict]) -> Table:
     def system(name: str, seeds: list) -> str:
         return f"{name} ({len(seeds)} seeds)" if len(seeds) > 1 else name
 
-    table = Table(
-        ["System A", "System B", "Δ ROUGE-L", "p (Holm)", "Δ ROUGE-Lsum (secondary)",
-         "p (Holm)"],
-        [False, False, True, True, True, True],
-    )
+    headers = ["System A", "System B"]
+    for key in aggregate.TESTED_METRICS:
+        secondary = "" if key == aggregate.PRIMARY_METRIC else " (secondary)"
+        headers += [f"Δ {BY_KEY[key].label}{secondary}", "p (Holm)"]
+    table = Table(headers, [False, False] + [True] * (len(headers) - 2))
     for pair in pairs:
         cells = [
             Cell(system(pair["system_a"], pair["seeds_a"])),
             Cell(system(pair["system_b"], pair["seeds_b"])),
         ]
-        for key in ("rougeL", "rougeLsum"):
+        for key in aggregate.TESTED_METRICS:
             diff = pair.get(f"{key}_diff")
             cells.append(Cell(MISSING if diff is None else f"{diff:+.2f}"))
             cells.append(p_cell(pair, key))
@@ -350,7 +360,8 @@ def split_pairs(pairs: list[dict], methods: list[dict], rows: list[dict]) -> tup
     """The comparisons a reader asks about first, and the rest.
 
     First the best system against every other (by the other's rank), then each trained method
-    against the strongest baseline.
+    against the strongest baseline, then the floor's pairs (each trained method against the
+    untrained model) not shown yet.
     """
     best, baseline = key_systems(methods, rows)
     rank = {m["name"]: i for i, m in enumerate(ranked_by_rouge_l(methods))}
@@ -370,15 +381,22 @@ def split_pairs(pairs: list[dict], methods: list[dict], rows: list[dict]) -> tup
          and other(p, baseline) in trained),
         key=lambda p: rank.get(other(p, baseline), len(rank)),
     )
-    first = against_best + against_baseline
+    floor = sorted(
+        (p for p in pairs if p.get("family") == aggregate.FLOOR and not involves(p, best)),
+        key=lambda p: rank.get(other(p, aggregate.UNTRAINED), len(rank)),
+    )
+    first = against_best + against_baseline + floor
     return first, [p for p in pairs if not any(p is q for q in first)]
 
 
-def significance_intro(methods: list[dict], rows: list[dict]) -> str:
+def significance_intro(methods: list[dict], rows: list[dict], pairs: list[dict]) -> str:
     best, baseline = key_systems(methods, rows)
     text = f"{best}, the best by mean ROUGE-L, against every other system"
     if baseline and baseline != best:
         text += f"; then each trained method against {baseline}, the strongest baseline"
+    if any(p.get("family") == aggregate.FLOOR for p in pairs):
+        text += (f"; then each trained method against {aggregate.UNTRAINED}, the untrained "
+                 "model (the floor)")
     return text + "."
 
 
@@ -513,6 +531,7 @@ def findings(
         takeaway_sentence(methods, rows),
         best_rouge_sentence(methods),
         significance_sentence(methods, pairs),
+        floor_sentence(methods, pairs),
         other_trained_pairs_sentence(methods, pairs),
         cheapest_sentence(rows),
         fastest_sentence(methods),
@@ -539,7 +558,7 @@ def takeaway_sentence(methods: list[dict], rows: list[dict]) -> str:
         return (f"{partial['name']} reaches {quality * 100:.0f} % of full fine-tuning's ROUGE-L "
                 f"({partial['rougeL_mean']:.2f} against {full['rougeL_mean']:.2f}) training "
                 f"{fmt_pct(share * 100)} % of its parameters.")
-    untrained = next((m for m in scored if m["name"] == "zero_shot"), None)
+    untrained = next((m for m in scored if m["name"] == aggregate.UNTRAINED), None)
     trains = (f"training {fmt_pct(mine['trainable_pct'])} % of the model's parameters"
               if mine.get("trainable_pct") is not None else
               f"training {mine['trainable_params']:,} parameters")
@@ -575,7 +594,7 @@ def best_rouge_sentence(methods: list[dict]) -> str:
     return sentence + "."
 
 
-ZERO_SHOT_BASELINES = ("zero_shot", "zero_shot_chat")  # the untrained model's rows
+ZERO_SHOT_BASELINES = (aggregate.UNTRAINED, "zero_shot_chat")  # the untrained model's rows
 
 
 def strongest_zero_shot(scored: list[dict]) -> dict | None:
@@ -590,25 +609,80 @@ def find_pair(pairs: list[dict], first: str, second: str) -> dict | None:
 
 def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
     """Whether the best's lead over the runner-up and over the strongest zero-shot baseline is
-    significant (ROUGE-L)."""
+    significant (ROUGE-L); a pair the floor sentence states is left to it."""
     scored = ranked_by_rouge_l(methods)
     if len(scored) < 2 or not pairs:
         return ""
     best = scored[0]["name"]
     zero_shot = strongest_zero_shot(scored[2:])
     others = [scored[1]["name"]] + ([zero_shot["name"]] if zero_shot else [])
+    floor = [pair for _, pair in floor_pairs(methods, pairs)]
     told = [(other, pair) for other in others
-            if (pair := find_pair(pairs, best, other)) and pair.get("rougeL_p_holm") is not None]
+            if (pair := find_pair(pairs, best, other)) and pair.get("rougeL_p_holm") is not None
+            and not any(pair is stated for stated in floor)]
     if not told:
         return ""
     clauses = [pair_verdict(f"{best}'s" if not i else "its", best, other, pair)
                for i, (other, pair) in enumerate(told)]
-    # One seed per method compares two checkpoints, not two methods: say which it was.
+    return f"{design_text([p for _, p in told], 'two trained checkpoints')}, on ROUGE-L, " + (
+        "; ".join(clauses) + ".")
+
+
+def design_text(pairs: list[dict], checkpoints: str) -> str:
+    """What the tests of `pairs` compare: methods over seeds and articles, or, with one seed
+    per method, `checkpoints` on these articles (one seed compares checkpoints, not methods)."""
+    if any(pair["rougeL_seed_pairs"] > 1 for pair in pairs):
+        return "Over training seeds and test articles (paired t-test)"
+    return (f"With one seed per method, comparing {checkpoints} on these test articles (paired "
+            "t-test over articles; nothing about seed variance)")
+
+
+def trained_names(methods: list[dict]) -> list[str]:
+    """The trained methods, best ROUGE-L first."""
+    return [m["name"] for m in ranked_by_rouge_l(methods)
+            if m.get("kind", "baseline") != "baseline"]
+
+
+def floor_pairs(methods: list[dict], pairs: list[dict]) -> list[tuple[str, dict]]:
+    """(trained method, its test against the untrained model) for each trained method whose test
+    carries Holm's p: in the floor family, or in the verdict family where the untrained model is
+    the strongest baseline."""
+    return [(name, pair) for name in trained_names(methods)
+            if (pair := find_pair(pairs, name, aggregate.UNTRAINED))
+            and pair.get("rougeL_p_holm") is not None]
+
+
+def floor_sentence(methods: list[dict], pairs: list[dict]) -> str:
+    """The floor's answer on ROUGE-L: which trained methods beat the untrained model, and which
+    cannot be told apart from it or fall below it."""
+    told = floor_pairs(methods, pairs)
+    if not told:
+        return ""
     several_seeds = any(pair["rougeL_seed_pairs"] > 1 for _, pair in told)
-    design = ("Over training seeds and test articles (paired t-test)" if several_seeds
-              else "With one seed per method, comparing two trained checkpoints on these test "
-              "articles (paired t-test over articles; nothing about seed variance)")
+
+    def single(pair: dict) -> str:  # a single run among several seeds is one checkpoint
+        return " [one checkpoint]" if several_seeds and pair.get("design") == "checkpoints" else ""
+
+    helped = [name for name, pair in told
+              if pair["system_a"] == name and pair["rougeL_p_holm"] < ALPHA]
+    clauses = []
+    if helped:
+        each = "; ".join(f"{name}: {pair_stats(pair)}{single(pair)}"
+                         for name, pair in told if name in helped)
+        clauses.append(f"training helped: {joined(helped)} beat{'s' if len(helped) == 1 else ''} "
+                       f"the untrained model, {aggregate.UNTRAINED} ({each})")
+    for name, pair in told:
+        if name not in helped:
+            ahead, behind = pair["system_a"], pair["system_b"]
+            clauses.append(pair_verdict(f"{ahead}'s", ahead, behind, pair) + single(pair))
+    design = design_text([pair for _, pair in told],
+                         "each trained checkpoint with the untrained model")
     return f"{design}, on ROUGE-L, " + "; ".join(clauses) + "."
+
+
+def joined(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def pair_verdict(subject: str, ahead: str, behind: str, pair: dict) -> str:
@@ -662,7 +736,7 @@ def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
     """Every pair of trained methods that significance_sentence leaves out (it has the best
     against the runner-up): a study's question is often between two of the others."""
     scored = ranked_by_rouge_l(methods)
-    trained = [m["name"] for m in scored if m.get("kind", "baseline") != "baseline"]
+    trained = trained_names(methods)
     told = {m["name"] for m in scored[:2]}
     others = [find_pair(pairs, first, second)
               for i, first in enumerate(trained) for second in trained[i + 1:]
