@@ -588,6 +588,17 @@ def test_significance_sentence(pairs, expected):
     assert report.significance_sentence(methods, pairs) == expected
 
 
+def test_significance_sentence_names_a_baseline_ahead_as_no_checkpoint():
+    # Lead-3 ahead of the best trained method: one side of the test is no trained checkpoint.
+    methods = [
+        {"name": "lead3", "kind": "baseline", "rougeL_mean": 25.0, "n_seeds": 1},
+        {"name": "lora", "kind": "lora", "rougeL_mean": 24.0, "n_seeds": 1},
+    ]
+    said = report.significance_sentence(methods, [significance_pair("lead3", "lora", 0.3)])
+    assert said.startswith("With one seed per method, comparing a trained checkpoint with a "
+                           "baseline on these test articles")
+
+
 def test_the_floor_is_a_finding(rendered):
     """Each trained method against the untrained model is a floor verdict, said with Holm's p."""
     findings = markdown_section(rendered["md"], "Findings")

@@ -624,7 +624,11 @@ def significance_sentence(methods: list[dict], pairs: list[dict]) -> str:
         return ""
     clauses = [pair_verdict(f"{best}'s" if not i else "its", best, other, pair)
                for i, (other, pair) in enumerate(told)]
-    return f"{design_text([p for _, p in told], 'two trained checkpoints')}, on ROUGE-L, " + (
+    baselines = {m["name"] for m in methods if m.get("kind") == "baseline"}
+    with_baseline = any({p["system_a"], p["system_b"]} & baselines for _, p in told)
+    checkpoints = ("a trained checkpoint with a baseline" if with_baseline
+                   else "two trained checkpoints")
+    return f"{design_text([p for _, p in told], checkpoints)}, on ROUGE-L, " + (
         "; ".join(clauses) + ".")
 
 
