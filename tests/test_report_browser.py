@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -156,11 +157,13 @@ def browser_check(tmp_path_factory) -> dict:
         page.locator("p a", has_text="the explorer").first.click()
         page.wait_for_selector("#rows tr")
         explorer_title, explorer_rows = page.title(), page.locator("#rows tr").count()
+        first_row = page.locator("#rows tr").first.locator("td").all_inner_texts()
         page.check("#texts")  # summaries in the cells: the widest the table gets
         explorer_column = page.locator("#articles").evaluate(LAST_COLUMN)
         problems, requests = list(page.problems), list(page.requests)
     return {"page": checked, "problems": problems, "requests": requests, "png": png,
             "folded": (rows_before, rows_after), "explorer": (explorer_title, explorer_rows),
+            "first_row": first_row,
             "hyperparameters_column": hyperparameters_column, "explorer_column": explorer_column}
 
 
@@ -189,6 +192,12 @@ def test_folded_comparisons_open_and_the_explorer_is_linked(browser_check):
     assert browser_check["folded"] == (False, True)  # hidden until the reader opens them
     title, rows = browser_check["explorer"]
     assert title == "Every test summary" and rows == 12
+
+
+def test_the_explorer_shows_rouge_with_one_decimal(browser_check):
+    # The page opens on ROUGE-L: each system's cell starts with its per-article score, as 12.3.
+    scores = browser_check["first_row"][-len(SYSTEMS):]
+    assert all(re.match(r"(\d+\.\d|—)(\s|$)", score) for score in scores), scores
 
 
 def test_every_hyperparameter_column_shows(browser_check):

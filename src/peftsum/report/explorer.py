@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from peftsum.files import read_json, read_jsonl, write_atomic
-from peftsum.metrics import BY_KEY
+from peftsum.metrics import BY_KEY, ROUGE_KEYS
 from peftsum.report.figures import method_colors
 from peftsum.report.render import DEFAULT_TEMPLATES_DIR, template_env, with_labels
 
@@ -58,7 +58,8 @@ def explorer_data(eval_dirs: list[Path], articles: Path) -> dict:
     return {
         "systems": [{"label": r["label"], "name": r["name"], "color": colors[r["name"]]}
                     for r in labelled],
-        "measures": [{"key": key, "header": header} for key, header in MEASURES],
+        "measures": [{"key": key, "header": header, "rouge": key in ROUGE_KEYS}
+                     for key, header in MEASURES],
         "articles": rows,
     }
 

@@ -4,7 +4,8 @@
 const DATA = JSON.parse(document.getElementById("data").textContent);
 const $ = (id) => document.getElementById(id);
 const state = { measure: DATA.measures[0].key, sortKey: "index", descending: false, shown: [] };
-const SCORE = new Set(["rouge1", "rouge2", "rougeL", "rougeLsum"]);
+// ROUGE scores per article show one decimal; lengths are whole numbers.
+const ROUGE = new Set(DATA.measures.filter((m) => m.rouge).map((m) => m.key));
 
 DATA.articles.forEach((article, index) => { article.index = index + 1; });
 
@@ -26,7 +27,7 @@ function value(article, system, measure = state.measure) {
 
 function formatted(number, measure) {
   if (number == null) return "—";
-  return SCORE.has(measure) ? number.toFixed(1) : String(number);
+  return ROUGE.has(measure) ? number.toFixed(1) : String(number);
 }
 
 // Columns: fixed ones, then one per system showing the chosen measure.
