@@ -39,9 +39,7 @@ onstart:
 
 rule all:
     input:
-        expand("results/{experiment}/report/report.html", experiment=EXPERIMENT),
-        expand("results/{experiment}/metrics.tsv", experiment=EXPERIMENT),
+        expand(paths.REPORT_HTML, experiment=EXPERIMENT),
+        expand(paths.TABLE_TSV, experiment=EXPERIMENT),
         # Tracking, where the config turns it on.
-        expand("results/{experiment}/tracking/tracked.json", experiment=EXPERIMENT)
-        if TRACKING
-        else [],
+        expand(paths.TRACKED, experiment=EXPERIMENT) if TRACKING else [],

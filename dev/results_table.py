@@ -12,11 +12,11 @@ off at max_new_tokens. Paste it between the README's results markers.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
+from peftsum import records
 from peftsum.metrics import ROUGE
 
 MISSING = "—"
@@ -34,7 +34,7 @@ def rouge_cell(row: dict, key: str, digits: int) -> str:
 
 def provenance_header(results: Path, command: str) -> str:
     """Date (the last run's start), commit and machine of the runs under results."""
-    runs = [json.loads(p.read_text()).get("provenance", {}) for p in results.rglob("run.json")]
+    runs = [records.read_run(p).provenance for p in results.rglob("run.json")]
     runs = sorted((r for r in runs if r), key=lambda r: r["started_at"])
     if not runs:
         return f"#### `{command}`"

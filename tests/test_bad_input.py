@@ -135,7 +135,7 @@ def test_untouched_run_restores(trained, tmp_path):
     from peftsum.evaluation import restore
 
     model, _, run = restore.load_run(_copy_run(trained, tmp_path))
-    assert run["method"]["alpha"] == 32 and model is not None
+    assert run.method["alpha"] == 32 and model is not None
 
 
 @pytest.mark.parametrize(("changes", "key"), [

@@ -6,6 +6,7 @@ adapter_config.json or config.json, its tokenizer and prompt_template.json, and
 `model.generate` with greedy search.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from peftsum.errors import UserError
 from peftsum.evaluation import restore
 from peftsum.files import read_jsonl
 from peftsum.methods import KINDS, from_config
+from peftsum.records import MetricsRecord, RunRecord
 
 # Every kind, small enough for the tiny GPT-2; learning rates large enough that two steps move
 # the greedy output away from the base model's.
@@ -117,7 +119,7 @@ def test_export_loads_outside_peftsum_with_the_same_greedy_summary(run, tmp_path
     monkeypatch.chdir(workdir)
     model, tokenizer, record = restore.load_run(run_dir)
     expected = restore.summarize(model, tokenizer, record, [article], DECODING)[0]
-    base, _ = models.load(Path(record["base_model"]["dir"]))
+    base, _ = models.load(Path(record.base_model["dir"]))
     assert expected != restore.summarize(base, tokenizer, record, [article], DECODING)[0]
     main(["export", str(run_dir), str(tmp_path / "export")])
     monkeypatch.chdir(tmp_path)  # the export loads from anywhere
@@ -126,7 +128,7 @@ def test_export_loads_outside_peftsum_with_the_same_greedy_summary(run, tmp_path
     if adapter.is_file():  # the base named by an absolute path, loadable from anywhere
         assert Path(json.loads(adapter.read_text())["base_model_name_or_path"]).is_absolute()
     card = (tmp_path / "export" / "README.md").read_text()
-    assert record["kind"] in card and "## Test metrics" in card and "TL;DR:" in card
+    assert record.kind in card and "## Test metrics" in card and "TL;DR:" in card
 
 
 def test_prompt_tuning_is_peft_prompt_tuning_with_the_trained_soft_prompt(smoke_files, tmp_path):
@@ -145,18 +147,19 @@ def test_prompt_tuning_is_peft_prompt_tuning_with_the_trained_soft_prompt(smoke_
 
 
 def test_model_card_names_a_hub_base_by_id_and_revision_and_shows_the_metrics():
-    run = {"name": "lora", "seed": 0, "trains": "LoRA r=8", "train_examples": 100,
-           "method": {"kind": "lora", "r": 8}, "hparams": {"r": 8, "lr": 0.001},
-           "template": {"prefix": "", "suffix": "\nTL;DR:", "summary_prefix": " "},
-           "base_model": {"source": "hf", "id": "openai-community/gpt2", "revision": "main",
-                          "commit": "607a30d783dfa663caf39e06633721c8d4cfcd7e", "dir": "x"}}
+    run = RunRecord(name="lora", seed=0, trains="LoRA r=8", train_examples=100,
+                    method={"kind": "lora", "r": 8}, hparams={"r": 8, "lr": 0.001},
+                    template={"prefix": "", "suffix": "\nTL;DR:", "summary_prefix": " "},
+                    base_model={"source": "hf", "id": "openai-community/gpt2", "revision": "main",
+                                "commit": "607a30d783dfa663caf39e06633721c8d4cfcd7e", "dir": "x"})
     base = restore.base_reference(run)
     assert base == ("openai-community/gpt2", "607a30d783dfa663caf39e06633721c8d4cfcd7e")
-    card = restore.model_card(run, base, {"rougeL": 23.456, "n_test": 50,
-                                          "decoding": {"max_new_tokens": 64}}, "PeftModel(...)")
+    card = restore.model_card(run, base, MetricsRecord(name="lora", rougeL=23.456, n_test=50,
+                                                       decoding={"max_new_tokens": 64}),
+                              "PeftModel(...)")
     assert "base_model: openai-community/gpt2\n" in card and "| ROUGE-L | 23.46 |" in card
     assert "| test examples | 50 |" in card and "max_new_tokens=64" in card
-    local = {**run, "base_model": {"source": "gguf", "dir": "resources/models/m"}}
+    local = dataclasses.replace(run, base_model={"source": "gguf", "dir": "resources/models/m"})
     assert Path(restore.base_reference(local)[0]).is_absolute()
 
 

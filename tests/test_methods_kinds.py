@@ -23,6 +23,7 @@ from peftsum.evaluation.kv_cache import GrowingLayer, growing_cache
 from peftsum.files import read_jsonl
 from peftsum.methods import KINDS, all_from_config, from_config
 from peftsum.methods.common import load_trainable, save_trainable
+from peftsum.records import RunRecord
 from peftsum.runtime.precision import place_for_inference
 from peftsum.tools.bench import presets
 from peftsum.tools.bench.__main__ import main as bench_main
@@ -282,10 +283,10 @@ def test_prompt_tuning_vocab_and_random_inits(tokenizer):
     i for s, i in zip(TINY_SPECS, IDS) if s["kind"] not in ("bitfit", "prompt_tuning")])
 def test_peft_kinds_export_an_adapter_that_peft_loads(tokenizer, tmp_path, spec):
     model = _perturbed(spec, tokenizer)
-    record = {"name": "m", "method": spec, "template": {"prefix": "", "suffix": "\nTL;DR:",
+    record = RunRecord(name="m", method=spec, template={"prefix": "", "suffix": "\nTL;DR:",
                                                        "summary_prefix": " ", "max_length": 64,
                                                        "max_target_tokens": 8},
-              "base_model": {"context_length": 128}, "reserved_positions": 4}
+                       base_model={"context_length": 128}, reserved_positions=4)
     restore.export(model, tokenizer, record, tmp_path, ("base", None))
     loaded = PeftModel.from_pretrained(tiny(), tmp_path).eval()
     batch = _batch(tokenizer)

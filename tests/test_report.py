@@ -835,9 +835,11 @@ def test_hardware_and_versions_come_from_the_runs(rendered):
 
 
 def test_without_run_provenance_the_rendering_machine_is_labelled(tmp_path):
+    from peftsum.records import RunRecord, from_json
     from peftsum.report import setup as report_setup
 
-    old_run = {k: v for k, v in load(run_json("lora")).items() if k != "provenance"}
+    old_run = from_json(RunRecord, {k: v for k, v in load(run_json("lora")).items()
+                                    if k != "provenance"})
     appendix = report_setup.appendix({"hardware": "x86_64, 2 CPU cores"}, {"lora/seed0": old_run})
     titles = [s.title for s in appendix.tables]
     assert "Hardware and software (of the rendering machine)" in titles

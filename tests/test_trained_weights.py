@@ -6,7 +6,7 @@ evaluation builds from the saved files (evaluate.load_model: LoRA merged), of th
 loaded without the merge, and, for LoRA, of the exported adapter loaded by PEFT itself.
 """
 
-import json
+import dataclasses
 
 import pytest
 import torch
@@ -20,6 +20,7 @@ from peftsum.evaluation import restore
 from peftsum.files import read_jsonl
 from peftsum.methods import from_config
 from peftsum.methods.common import load_trainable
+from peftsum.records import read_run
 from peftsum.runtime.precision import autocast
 from peftsum.training import loop as train
 
@@ -105,8 +106,8 @@ def test_exported_lora_adapter_loads_in_peft_with_the_same_logits(trained, tmp_p
     method, model_dir, out, at_end, _, batch = trained
     model, tokenizer = evaluate.load_model(model_dir, method, out / "trainable.safetensors",
                                            torch.device("cpu"), None)
-    record = {**json.loads((out / "run.json").read_text()), "template": TEMPLATE,
-              "base_model": {"context_length": 512}, "reserved_positions": 0}
+    record = dataclasses.replace(read_run(out / "run.json"), template=TEMPLATE,
+                                 base_model={"context_length": 512}, reserved_positions=0)
     restore.export(model, tokenizer, record, tmp_path, (str(model_dir), None))
     adapter = PeftModel.from_pretrained(models.load(model_dir)[0], tmp_path)
     assert_close_logits(logits(adapter, batch), at_end, FP32)

@@ -120,7 +120,7 @@ def _one_line_error(done: subprocess.CompletedProcess, needle: str) -> None:
 def test_report_labels_a_run_by_method_and_seed_wherever_its_folder_lies(folder):
     """The label names the method, whose colour every figure looks up: a label with the
     experiment's folders in front of it drew every run in the unknown-method colour."""
-    from peftsum.stages import run_label
+    from peftsum.paths import run_label
 
     assert run_label(f"{folder}/train/lora/seed0/run.json") == "lora/seed0"
 

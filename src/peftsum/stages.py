@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from peftsum import paths, records
 from peftsum.config import EvalConfig, TemplateConfig, TrainingConfig, config_hash
 from peftsum.errors import UserError
 from peftsum.files import write_json
@@ -25,6 +26,7 @@ from peftsum.runtime import gpu
 
 if TYPE_CHECKING:
     from peftsum.methods import Method
+    from peftsum.records import RunRecord
 
 log = logging.getLogger("peftsum")
 
@@ -133,7 +135,8 @@ def tokenize_chat(model_dir: Path, split_test: Path, out_file: Path, template: T
 
 
 def train(method: Method, training: TrainingConfig, seed: int, model_dir: Path, data_dir: Path,
-          out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1) -> dict | None:
+          out_dir: Path, checkpoint_dir: Path | None = None, processes: int = 1
+          ) -> RunRecord | None:
     """Train in this process, or data-parallel over `processes` ranks through torchrun."""
     for folder in filter(None, (out_dir, checkpoint_dir)):
         require_writable(Path(folder))
@@ -209,9 +212,9 @@ def evaluate(model_dir: Path, tokenized_test: Path, split_test: Path, out_dir: P
 
     method, weights, seed = None, None, None
     if run_dir is not None:
-        run = json.loads((Path(run_dir) / "run.json").read_text())
-        method = methods.from_config(run["name"], run["method"])
-        weights, seed = Path(run_dir) / "trainable.safetensors", run["seed"]
+        run = records.read_run(paths.run_json(Path(run_dir)), needs=("name", "method", "seed"))
+        method = methods.from_config(run.name, run.method)
+        weights, seed = paths.weights(Path(run_dir)), run.seed
     return evaluate_module.run_model(Path(model_dir), Path(tokenized_test), Path(split_test),
                                      decoding, Path(out_dir), method, weights, seed, baseline)
 
@@ -241,12 +244,6 @@ def aggregate_curve(metrics: list[Path], runs: list[Path], out_json: Path, out_t
                      Path(out_tsv))
 
 
-def run_label(run_json: Path) -> str:
-    """A trained run's label in the report: results/<experiment>/train/lora/seed0/run.json ->
-    lora/seed0 (its method names its colour in every figure)."""
-    return "/".join(Path(run_json).parts[-3:-1])
-
-
 def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[Path],
            predictions: list[Path], model_dir: Path, split_stats: Path, tokenize_stats: Path,
            articles: Path, templates_dir: Path, data: dict, out_md: Path, out_html: Path,
@@ -263,24 +260,26 @@ def report(metrics_json: Path, significance: Path, by_method: Path, runs: list[P
     from peftsum.report import explorer
     from peftsum.report import render as report_module
 
-    evaluations = [json.loads((Path(p).parent / "metrics.json").read_text()) for p in predictions]
+    evaluations = [records.read_metrics(paths.metrics_json(Path(p).parent), needs=("name",))
+                   for p in predictions]
     tokenized = json.loads(Path(tokenize_stats).read_text())
     setup = {
         "model": json.loads((Path(model_dir) / "model_info.json").read_text()),
         "data": {**data, **json.loads(Path(split_stats).read_text())},
         "tokenize": {k: v for k, v in tokenized.items() if k != "template"},
         "template": tokenized.get("template"),
-        "decoding": next((e["decoding"] for e in evaluations if "decoding" in e), None),
+        "decoding": next((e.decoding for e in evaluations if e.decoding is not None), None),
     }
     first_seed = {}
     for path, evaluation in zip(predictions, evaluations):
-        first_seed.setdefault(evaluation["name"], Path(path))
+        first_seed.setdefault(evaluation.name, Path(path))
     report_module.render(Path(metrics_json),
-                         {run_label(p): Path(p).parent / "steps.jsonl" for p in runs}, first_seed,
+                         {paths.run_label(p): paths.steps(Path(p).parent) for p in runs},
+                         first_seed,
                          Path(articles), setup, Path(out_md), Path(out_html),
                          significance=Path(significance), by_method=Path(by_method),
                          templates_dir=Path(templates_dir),
-                         runs={run_label(p): Path(p) for p in runs},
+                         runs={paths.run_label(p): Path(p) for p in runs},
                          explorer=out_explorer is not None,
                          selections=[Path(p) for p in selections],
                          curve=Path(curve) if curve else None)

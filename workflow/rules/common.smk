@@ -10,6 +10,7 @@ from snakemake.utils import update_config
 from peftsum import config as peftsum_config
 from peftsum import experiment as peftsum_experiment
 from peftsum import methods as peftsum_methods
+from peftsum import paths
 from peftsum.training import sweep as peftsum_sweep
 from peftsum.errors import UserError
 
@@ -119,34 +120,22 @@ wildcard_constraints:
 
 
 def trained_runs():
-    return expand(
-        "results/{experiment}/train/{method}/seed{seed}",
-        experiment=EXPERIMENT,
-        method=METHODS,
-        seed=SEEDS,
-    )
+    return expand(paths.TRAIN_RUN, experiment=EXPERIMENT, method=METHODS, seed=SEEDS)
 
 
 def trained_evaluations():
-    return expand(
-        "results/{experiment}/eval/{method}/seed{seed}",
-        experiment=EXPERIMENT,
-        method=METHODS,
-        seed=SEEDS,
-    )
+    return expand(paths.EVALUATION, experiment=EXPERIMENT, method=METHODS, seed=SEEDS)
 
 
 def evaluations():
     return trained_evaluations() + expand(
-        "results/{experiment}/eval/{baseline}",
-        experiment=EXPERIMENT,
-        baseline=BASELINES,
+        paths.BASELINE, experiment=EXPERIMENT, baseline=BASELINES
     )
 
 
 def curve_runs():
     return expand(
-        "results/{experiment}/curve/n{size}/train/{method}/seed{seed}",
+        paths.CURVE_RUN,
         experiment=EXPERIMENT,
         size=TRAIN_SIZES,
         method=METHODS,
@@ -157,7 +146,7 @@ def curve_runs():
 def curve_evaluations():
     """Each learning-curve run's evaluation, then the full-size runs' (the curve's last point)."""
     smaller = expand(
-        "results/{experiment}/curve/n{size}/eval/{method}/seed{seed}",
+        paths.CURVE_EVALUATION,
         experiment=EXPERIMENT,
         size=TRAIN_SIZES,
         method=METHODS,
@@ -174,14 +163,17 @@ def curve_trained_runs():
 def zero_shot_tokens(wildcards):
     """The test set in the shared template, or in the model's chat template for zero_shot_chat."""
     if wildcards.baseline == "zero_shot_chat":
-        return f"results/{wildcards.experiment}/data/tokenized_chat/test.jsonl"
-    return f"results/{wildcards.experiment}/data/tokenized/test.jsonl"
+        return paths.TOKENIZED_CHAT_TEST.format(experiment=wildcards.experiment)
+    return paths.split_file(paths.TOKENIZED, "test").format(
+        experiment=wildcards.experiment
+    )
 
 
-def sweep_runs(wildcards):
-    """The run.json of every grid point of a swept method (trained with the selection seed)."""
+def grid_folders(wildcards, pattern):
+    """pattern (SWEEP_RUN or inside it) for every grid point of a swept method, trained with
+    the selection seed."""
     return expand(
-        "results/{experiment}/sweep/{method}/{point}/seed{seed}/run.json",
+        pattern,
         experiment=wildcards.experiment,
         method=wildcards.method,
         point=list(GRIDS[wildcards.method]),
@@ -189,13 +181,17 @@ def sweep_runs(wildcards):
     )
 
 
+def sweep_runs(wildcards):
+    """The run.json of every grid point of a swept method."""
+    return [paths.run_json(p) for p in grid_folders(wildcards, paths.SWEEP_RUN)]
+
+
 def sweep_validation(wildcards):
     """Each grid point's summaries of validation articles, where selection is by ROUGE-L."""
     if SELECTION["metric"] != "rougeL":
         return []
     return [
-        str(Path(run).parent / "validation" / "metrics.json")
-        for run in sweep_runs(wildcards)
+        paths.metrics_json(p) for p in grid_folders(wildcards, paths.SWEEP_VALIDATION)
     ]
 
 

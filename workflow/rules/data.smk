@@ -1,10 +1,10 @@
 rule download_model:
     output:
-        directory("resources/models/{model}"),
+        directory(paths.MODEL),
     log:
-        "logs/download_model/{model}.log",
+        paths.download_log("download_model", "{model}"),
     benchmark:
-        "benchmarks/download_model/{model}.tsv"
+        paths.download_benchmark("download_model", "{model}")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -16,11 +16,11 @@ rule download_model:
 
 rule download_data:
     output:
-        expand("resources/data/{{dataset}}/{split}.jsonl", split=SPLITS),
+        expand(paths.SOURCE_SPLIT, split=SPLITS, allow_missing=True),
     log:
-        "logs/download_data/{dataset}.log",
+        paths.download_log("download_data", "{dataset}"),
     benchmark:
-        "benchmarks/download_data/{dataset}.tsv"
+        paths.download_benchmark("download_data", "{dataset}")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -32,14 +32,14 @@ rule download_data:
 
 rule split:
     input:
-        expand("resources/data/{dataset}/{split}.jsonl", dataset=DATASET, split=SPLITS),
+        expand(paths.SOURCE_SPLIT, dataset=DATASET, split=SPLITS),
     output:
-        expand("results/{{experiment}}/data/split/{split}.jsonl", split=SPLITS),
-        stats="results/{experiment}/data/split/stats.json",
+        expand(paths.split_file(paths.SPLIT), split=SPLITS, allow_missing=True),
+        stats=paths.stats(paths.SPLIT),
     log:
-        "logs/{experiment}/split/split.log",
+        paths.log("split", "split"),
     benchmark:
-        "benchmarks/{experiment}/split/split.tsv"
+        paths.benchmark("split", "split")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -51,15 +51,15 @@ rule split:
 
 rule tokenize:
     input:
-        expand("results/{{experiment}}/data/split/{split}.jsonl", split=SPLITS),
-        model=f"resources/models/{MODEL}",
+        expand(paths.split_file(paths.SPLIT), split=SPLITS, allow_missing=True),
+        model=paths.MODEL.format(model=MODEL),
     output:
-        expand("results/{{experiment}}/data/tokenized/{split}.jsonl", split=SPLITS),
-        stats="results/{experiment}/data/tokenized/stats.json",
+        expand(paths.split_file(paths.TOKENIZED), split=SPLITS, allow_missing=True),
+        stats=paths.stats(paths.TOKENIZED),
     log:
-        "logs/{experiment}/tokenize/tokenize.log",
+        paths.log("tokenize", "tokenize"),
     benchmark:
-        "benchmarks/{experiment}/tokenize/tokenize.tsv"
+        paths.benchmark("tokenize", "tokenize")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -72,14 +72,14 @@ rule tokenize:
 
 rule tokenize_chat:
     input:
-        split="results/{experiment}/data/split/test.jsonl",
-        model=f"resources/models/{MODEL}",
+        split=paths.split_file(paths.SPLIT, "test"),
+        model=paths.MODEL.format(model=MODEL),
     output:
-        "results/{experiment}/data/tokenized_chat/test.jsonl",
+        paths.TOKENIZED_CHAT_TEST,
     log:
-        "logs/{experiment}/tokenize/tokenize_chat.log",
+        paths.log("tokenize", "tokenize_chat"),
     benchmark:
-        "benchmarks/{experiment}/tokenize/tokenize_chat.tsv"
+        paths.benchmark("tokenize", "tokenize_chat")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -94,15 +94,15 @@ rule tokenize_chat:
 # (nested: each size inside every larger one); validation and stats are the full data's.
 rule train_subset:
     input:
-        "results/{experiment}/data/tokenized/train.jsonl",
-        "results/{experiment}/data/tokenized/validation.jsonl",
-        stats="results/{experiment}/data/tokenized/stats.json",
+        paths.split_file(paths.TOKENIZED, "train"),
+        paths.split_file(paths.TOKENIZED, "validation"),
+        stats=paths.stats(paths.TOKENIZED),
     output:
-        "results/{experiment}/data/subsets/n{size}/train.jsonl",
-        "results/{experiment}/data/subsets/n{size}/validation.jsonl",
-        stats="results/{experiment}/data/subsets/n{size}/stats.json",
+        paths.split_file(paths.SUBSET, "train"),
+        paths.split_file(paths.SUBSET, "validation"),
+        stats=paths.stats(paths.SUBSET),
     log:
-        "logs/{experiment}/train_subset/n{size}.log",
+        paths.log("train_subset", "n{size}"),
     conda:
         "../../envs/torch.yaml"
     params:
@@ -114,13 +114,13 @@ rule train_subset:
 # The validation articles each grid point summarises when selection is by ROUGE-L.
 rule validation_articles:
     input:
-        tokenized="results/{experiment}/data/tokenized/validation.jsonl",
-        split="results/{experiment}/data/split/validation.jsonl",
+        tokenized=paths.split_file(paths.TOKENIZED, "validation"),
+        split=paths.split_file(paths.SPLIT, "validation"),
     output:
-        tokenized="results/{experiment}/data/select/validation_tokenized.jsonl",
-        split="results/{experiment}/data/select/validation.jsonl",
+        tokenized=paths.SELECT_TOKENIZED,
+        split=paths.SELECT_SPLIT,
     log:
-        "logs/{experiment}/validation_articles/validation_articles.log",
+        paths.log("validation_articles", "validation_articles"),
     conda:
         "../../envs/torch.yaml"
     params:

@@ -1,18 +1,22 @@
+# lead3's folder among the baselines' (paths.BASELINE).
+LEAD3 = paths.BASELINE.format(experiment="{experiment}", baseline="lead3")
+
+
 rule evaluate:
     input:
-        tokenized="results/{experiment}/data/tokenized/test.jsonl",
-        split="results/{experiment}/data/split/test.jsonl",
-        model=f"resources/models/{MODEL}",
+        tokenized=paths.split_file(paths.TOKENIZED, "test"),
+        split=paths.split_file(paths.SPLIT, "test"),
+        model=paths.MODEL.format(model=MODEL),
         # run.json names the method and its hyperparameters: the config is not read again.
-        run="results/{experiment}/train/{method}/seed{seed}/run.json",
-        weights="results/{experiment}/train/{method}/seed{seed}/trainable.safetensors",
+        run=paths.run_json(paths.TRAIN_RUN),
+        weights=paths.weights(paths.TRAIN_RUN),
     output:
-        metrics="results/{experiment}/eval/{method}/seed{seed}/metrics.json",
-        predictions="results/{experiment}/eval/{method}/seed{seed}/predictions.jsonl",
+        metrics=paths.metrics_json(paths.EVALUATION),
+        predictions=paths.predictions(paths.EVALUATION),
     log:
-        "logs/{experiment}/evaluate/{method}_seed{seed}.log",
+        paths.log("evaluate", "{method}_seed{seed}"),
     benchmark:
-        "benchmarks/{experiment}/evaluate/{method}_seed{seed}.tsv"
+        paths.benchmark("evaluate", "{method}_seed{seed}")
     conda:
         "../../envs/torch.yaml"
     threads: THREADS
@@ -27,15 +31,15 @@ rule evaluate:
 rule evaluate_zero_shot:
     input:
         tokenized=zero_shot_tokens,
-        split="results/{experiment}/data/split/test.jsonl",
-        model=f"resources/models/{MODEL}",
+        split=paths.split_file(paths.SPLIT, "test"),
+        model=paths.MODEL.format(model=MODEL),
     output:
-        metrics="results/{experiment}/eval/{baseline}/metrics.json",
-        predictions="results/{experiment}/eval/{baseline}/predictions.jsonl",
+        metrics=paths.metrics_json(paths.BASELINE),
+        predictions=paths.predictions(paths.BASELINE),
     log:
-        "logs/{experiment}/evaluate/{baseline}.log",
+        paths.log("evaluate", "{baseline}"),
     benchmark:
-        "benchmarks/{experiment}/evaluate/{baseline}.tsv"
+        paths.benchmark("evaluate", "{baseline}")
     wildcard_constraints:
         baseline="zero_shot|zero_shot_chat",
     conda:
@@ -51,14 +55,14 @@ rule evaluate_zero_shot:
 
 rule evaluate_lead3:
     input:
-        split="results/{experiment}/data/split/test.jsonl",
+        split=paths.split_file(paths.SPLIT, "test"),
     output:
-        metrics="results/{experiment}/eval/lead3/metrics.json",
-        predictions="results/{experiment}/eval/lead3/predictions.jsonl",
+        metrics=paths.metrics_json(LEAD3),
+        predictions=paths.predictions(LEAD3),
     log:
-        "logs/{experiment}/evaluate/lead3.log",
+        paths.log("evaluate", "lead3"),
     benchmark:
-        "benchmarks/{experiment}/evaluate/lead3.tsv"
+        paths.benchmark("evaluate", "lead3")
     conda:
         "../../envs/torch.yaml"
     script:
@@ -68,33 +72,33 @@ rule evaluate_lead3:
 # A learning curve's run on the same test set and decoding as the full-size runs.
 use rule evaluate as evaluate_size with:
     input:
-        tokenized="results/{experiment}/data/tokenized/test.jsonl",
-        split="results/{experiment}/data/split/test.jsonl",
-        model=f"resources/models/{MODEL}",
-        run="results/{experiment}/curve/n{size}/train/{method}/seed{seed}/run.json",
-        weights="results/{experiment}/curve/n{size}/train/{method}/seed{seed}/trainable.safetensors",
+        tokenized=paths.split_file(paths.TOKENIZED, "test"),
+        split=paths.split_file(paths.SPLIT, "test"),
+        model=paths.MODEL.format(model=MODEL),
+        run=paths.run_json(paths.CURVE_RUN),
+        weights=paths.weights(paths.CURVE_RUN),
     output:
-        metrics="results/{experiment}/curve/n{size}/eval/{method}/seed{seed}/metrics.json",
-        predictions="results/{experiment}/curve/n{size}/eval/{method}/seed{seed}/predictions.jsonl",
+        metrics=paths.metrics_json(paths.CURVE_EVALUATION),
+        predictions=paths.predictions(paths.CURVE_EVALUATION),
     log:
-        "logs/{experiment}/evaluate/curve_n{size}_{method}_seed{seed}.log",
+        paths.log("evaluate", "curve_n{size}_{method}_seed{seed}"),
     benchmark:
-        "benchmarks/{experiment}/evaluate/curve_n{size}_{method}_seed{seed}.tsv"
+        paths.benchmark("evaluate", "curve_n{size}_{method}_seed{seed}")
 
 
 # A grid point's summaries of validation articles, for selection by ROUGE-L: the validation
 # split only, decoded as the test evaluation is.
 use rule evaluate as evaluate_point with:
     input:
-        tokenized="results/{experiment}/data/select/validation_tokenized.jsonl",
-        split="results/{experiment}/data/select/validation.jsonl",
-        model=f"resources/models/{MODEL}",
-        run="results/{experiment}/sweep/{method}/{point}/seed{seed}/run.json",
-        weights="results/{experiment}/sweep/{method}/{point}/seed{seed}/trainable.safetensors",
+        tokenized=paths.SELECT_TOKENIZED,
+        split=paths.SELECT_SPLIT,
+        model=paths.MODEL.format(model=MODEL),
+        run=paths.run_json(paths.SWEEP_RUN),
+        weights=paths.weights(paths.SWEEP_RUN),
     output:
-        metrics="results/{experiment}/sweep/{method}/{point}/seed{seed}/validation/metrics.json",
-        predictions="results/{experiment}/sweep/{method}/{point}/seed{seed}/validation/predictions.jsonl",
+        metrics=paths.metrics_json(paths.SWEEP_VALIDATION),
+        predictions=paths.predictions(paths.SWEEP_VALIDATION),
     log:
-        "logs/{experiment}/evaluate/{method}_{point}_seed{seed}_validation.log",
+        paths.log("evaluate", "{method}_{point}_seed{seed}_validation"),
     benchmark:
-        "benchmarks/{experiment}/evaluate/{method}_{point}_seed{seed}_validation.tsv"
+        paths.benchmark("evaluate", "{method}_{point}_seed{seed}_validation")

@@ -1,37 +1,37 @@
 rule aggregate:
     input:
-        metrics=[f"{d}/metrics.json" for d in evaluations()],
-        predictions=[f"{d}/predictions.jsonl" for d in evaluations()],
-        runs=[f"{d}/run.json" for d in trained_runs()],
+        metrics=[paths.metrics_json(d) for d in evaluations()],
+        predictions=[paths.predictions(d) for d in evaluations()],
+        runs=[paths.run_json(d) for d in trained_runs()],
     output:
         tsv=report(
-            "results/{experiment}/metrics.tsv",
+            paths.TABLE_TSV,
             caption="../report/metrics.rst",
             category="Tables",
             subcategory="Per run",
             labels={"table": "every run"},
         ),
-        json="results/{experiment}/metrics.json",
+        json=paths.TABLE_JSON,
         significance=report(
-            "results/{experiment}/significance.tsv",
+            paths.SIGNIFICANCE_TSV,
             caption="../report/significance.rst",
             category="Tables",
             subcategory="Comparisons",
             labels={"table": "paired bootstrap"},
         ),
-        significance_json="results/{experiment}/significance.json",
+        significance_json=paths.SIGNIFICANCE_JSON,
         by_method=report(
-            "results/{experiment}/metrics_by_method.tsv",
+            paths.BY_METHOD_TSV,
             caption="../report/metrics_by_method.rst",
             category="Tables",
             subcategory="Per method",
             labels={"table": "across seeds"},
         ),
-        by_method_json="results/{experiment}/metrics_by_method.json",
+        by_method_json=paths.BY_METHOD_JSON,
     log:
-        "logs/{experiment}/aggregate/aggregate.log",
+        paths.log("aggregate", "aggregate"),
     benchmark:
-        "benchmarks/{experiment}/aggregate/aggregate.tsv"
+        paths.benchmark("aggregate", "aggregate")
     conda:
         "../../envs/report.yaml"
     script:
@@ -41,20 +41,20 @@ rule aggregate:
 # Learning curves (data.train_sizes): scores against training size, crossovers and their tests.
 rule aggregate_curve:
     input:
-        metrics=[f"{d}/metrics.json" for d in curve_evaluations()],
-        predictions=[f"{d}/predictions.jsonl" for d in curve_evaluations()],
-        runs=[f"{d}/run.json" for d in curve_trained_runs()],
+        metrics=[paths.metrics_json(d) for d in curve_evaluations()],
+        predictions=[paths.predictions(d) for d in curve_evaluations()],
+        runs=[paths.run_json(d) for d in curve_trained_runs()],
     output:
-        json="results/{experiment}/curve.json",
+        json=paths.CURVE_JSON,
         tsv=report(
-            "results/{experiment}/curve.tsv",
+            paths.CURVE_TSV,
             caption="../report/curve.rst",
             category="Tables",
             subcategory="Learning curves",
             labels={"table": "score against training size"},
         ),
     log:
-        "logs/{experiment}/aggregate/aggregate_curve.log",
+        paths.log("aggregate", "aggregate_curve"),
     conda:
         "../../envs/report.yaml"
     script:
@@ -63,48 +63,46 @@ rule aggregate_curve:
 
 rule render_report:
     input:
-        [f"{d}/steps.jsonl" for d in trained_runs()],
-        runs=[f"{d}/run.json" for d in trained_runs()],
+        [paths.steps(d) for d in trained_runs()],
+        runs=[paths.run_json(d) for d in trained_runs()],
         # Every evaluation's predictions.jsonl; its metrics.json lies beside it.
-        predictions=[f"{d}/predictions.jsonl" for d in evaluations()],
-        evaluations=[f"{d}/metrics.json" for d in evaluations()],
-        metrics="results/{experiment}/metrics.json",
-        significance="results/{experiment}/significance.json",
-        by_method="results/{experiment}/metrics_by_method.json",
-        model=f"resources/models/{MODEL}",
-        split_stats="results/{experiment}/data/split/stats.json",
-        tokenize_stats="results/{experiment}/data/tokenized/stats.json",
-        articles="results/{experiment}/data/split/test.jsonl",
+        predictions=[paths.predictions(d) for d in evaluations()],
+        evaluations=[paths.metrics_json(d) for d in evaluations()],
+        metrics=paths.TABLE_JSON,
+        significance=paths.SIGNIFICANCE_JSON,
+        by_method=paths.BY_METHOD_JSON,
+        model=paths.MODEL.format(model=MODEL),
+        split_stats=paths.stats(paths.SPLIT),
+        tokenize_stats=paths.stats(paths.TOKENIZED),
+        articles=paths.split_file(paths.SPLIT, "test"),
         templates=REPORT_TEMPLATES,
-        selections=expand(
-            "results/{{experiment}}/select/{method}.json", method=list(GRIDS)
-        ),
-        curve=["results/{experiment}/curve.json"] if TRAIN_SIZES else [],
+        selections=expand(paths.SELECT_GRID, method=list(GRIDS), allow_missing=True),
+        curve=[paths.CURVE_JSON] if TRAIN_SIZES else [],
     output:
-        md="results/{experiment}/report/report.md",
+        md=paths.REPORT_MD,
         html=report(
-            "results/{experiment}/report/report.html",
+            paths.REPORT_HTML,
             caption="../report/report.rst",
             category="Report",
             labels={"page": "comparison report"},
         ),
         explorer=report(
-            "results/{experiment}/report/explorer.html",
+            paths.EXPLORER_HTML,
             caption="../report/explorer.rst",
             category="Report",
             labels={"page": "explorer of every summary"},
         ),
         figures=report(
-            directory("results/{experiment}/report/figures"),
+            directory(paths.FIGURES),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
             labels={"figure": "{name}"},
         ),
     log:
-        "logs/{experiment}/render_report/render_report.log",
+        paths.log("render_report", "render_report"),
     benchmark:
-        "benchmarks/{experiment}/render_report/render_report.tsv"
+        paths.benchmark("render_report", "render_report")
     conda:
         "../../envs/report.yaml"
     params:

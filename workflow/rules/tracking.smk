@@ -4,16 +4,16 @@
 
 rule track:
     input:
-        [f"{d}/run.json" for d in trained_runs()],
-        [f"{d}/steps.jsonl" for d in trained_runs()],
-        [f"{d}/metrics.json" for d in evaluations()],
-        report="results/{experiment}/report/report.html",
-        explorer="results/{experiment}/report/explorer.html",
+        [paths.run_json(d) for d in trained_runs()],
+        [paths.steps(d) for d in trained_runs()],
+        [paths.metrics_json(d) for d in evaluations()],
+        report=paths.REPORT_HTML,
+        explorer=paths.EXPLORER_HTML,
     output:
-        record="results/{experiment}/tracking/tracked.json",
-        tensorboard=directory("results/{experiment}/tracking/tensorboard"),
+        record=paths.TRACKED,
+        tensorboard=directory(paths.TENSORBOARD),
     log:
-        "logs/{experiment}/track/track.log",
+        paths.log("track", "track"),
     conda:
         "../../envs/tracking.yaml"
     params:

@@ -1,21 +1,21 @@
 rule train:
     input:
         # stats.json: the template and reserved positions, recorded in run.json for restoring.
-        "results/{experiment}/data/tokenized/train.jsonl",
-        "results/{experiment}/data/tokenized/validation.jsonl",
-        stats="results/{experiment}/data/tokenized/stats.json",
-        model=f"resources/models/{MODEL}",
+        paths.split_file(paths.TOKENIZED, "train"),
+        paths.split_file(paths.TOKENIZED, "validation"),
+        stats=paths.stats(paths.TOKENIZED),
+        model=paths.MODEL.format(model=MODEL),
         # A swept method's choice (nothing for a method without sweep): orders this job after
         # the select checkpoint; its content is the `chosen` param.
         chosen=selection,
     output:
-        weights="results/{experiment}/train/{method}/seed{seed}/trainable.safetensors",
-        steps="results/{experiment}/train/{method}/seed{seed}/steps.jsonl",
-        run="results/{experiment}/train/{method}/seed{seed}/run.json",
+        weights=paths.weights(paths.TRAIN_RUN),
+        steps=paths.steps(paths.TRAIN_RUN),
+        run=paths.run_json(paths.TRAIN_RUN),
     log:
-        "logs/{experiment}/train/{method}_seed{seed}.log",
+        paths.log("train", "{method}_seed{seed}"),
     benchmark:
-        "benchmarks/{experiment}/train/{method}_seed{seed}.tsv"
+        paths.benchmark("train", "{method}_seed{seed}")
     # The longest jobs first: evaluations (shorter) then fill the cores while the last training
     # runs, instead of a training running alone at the end (seen in the demo: 90 s on 1 of 2 cores).
     priority: 1
@@ -34,7 +34,7 @@ rule train:
         training=TRAINING,
         chosen=chosen_point,
         # Not an output: Snakemake deletes a failed job's outputs, and a restart resumes from here.
-        checkpoint_dir="results/{experiment}/checkpoints/{method}/seed{seed}",
+        checkpoint_dir=paths.CHECKPOINT,
     script:
         "../scripts/train.py"
 
@@ -42,47 +42,47 @@ rule train:
 # One grid point of a swept method: its own job, so points train in parallel or on SLURM.
 use rule train as train_point with:
     input:
-        "results/{experiment}/data/tokenized/train.jsonl",
-        "results/{experiment}/data/tokenized/validation.jsonl",
-        stats="results/{experiment}/data/tokenized/stats.json",
-        model=f"resources/models/{MODEL}",
+        paths.split_file(paths.TOKENIZED, "train"),
+        paths.split_file(paths.TOKENIZED, "validation"),
+        stats=paths.stats(paths.TOKENIZED),
+        model=paths.MODEL.format(model=MODEL),
     output:
-        weights="results/{experiment}/sweep/{method}/{point}/seed{seed}/trainable.safetensors",
-        steps="results/{experiment}/sweep/{method}/{point}/seed{seed}/steps.jsonl",
-        run="results/{experiment}/sweep/{method}/{point}/seed{seed}/run.json",
+        weights=paths.weights(paths.SWEEP_RUN),
+        steps=paths.steps(paths.SWEEP_RUN),
+        run=paths.run_json(paths.SWEEP_RUN),
     log:
-        "logs/{experiment}/train/{method}_{point}_seed{seed}.log",
+        paths.log("train", "{method}_{point}_seed{seed}"),
     benchmark:
-        "benchmarks/{experiment}/train/{method}_{point}_seed{seed}.tsv"
+        paths.benchmark("train", "{method}_{point}_seed{seed}")
     params:
         method=lambda wc: POINT_SPECS[wc.method][wc.point],
         training=TRAINING,
         chosen={},  # a grid point is its own choice
-        checkpoint_dir="results/{experiment}/checkpoints/sweep/{method}/{point}/seed{seed}",
+        checkpoint_dir=paths.SWEEP_CHECKPOINT,
 
 
 # One point of a learning curve: a method with its chosen hyperparameters on a nested subset
 # of the training split (results/data/subsets/n{size}/), with every seed.
 use rule train as train_size with:
     input:
-        "results/{experiment}/data/subsets/n{size}/train.jsonl",
-        "results/{experiment}/data/subsets/n{size}/validation.jsonl",
-        stats="results/{experiment}/data/subsets/n{size}/stats.json",
-        model=f"resources/models/{MODEL}",
+        paths.split_file(paths.SUBSET, "train"),
+        paths.split_file(paths.SUBSET, "validation"),
+        stats=paths.stats(paths.SUBSET),
+        model=paths.MODEL.format(model=MODEL),
         chosen=selection,
     output:
-        weights="results/{experiment}/curve/n{size}/train/{method}/seed{seed}/trainable.safetensors",
-        steps="results/{experiment}/curve/n{size}/train/{method}/seed{seed}/steps.jsonl",
-        run="results/{experiment}/curve/n{size}/train/{method}/seed{seed}/run.json",
+        weights=paths.weights(paths.CURVE_RUN),
+        steps=paths.steps(paths.CURVE_RUN),
+        run=paths.run_json(paths.CURVE_RUN),
     log:
-        "logs/{experiment}/train/curve_n{size}_{method}_seed{seed}.log",
+        paths.log("train", "curve_n{size}_{method}_seed{seed}"),
     benchmark:
-        "benchmarks/{experiment}/train/curve_n{size}_{method}_seed{seed}.tsv"
+        paths.benchmark("train", "curve_n{size}_{method}_seed{seed}")
     params:
         method=lambda wc: METHOD_SPECS[wc.method],
         training=TRAINING,
         chosen=chosen_hparams,
-        checkpoint_dir="results/{experiment}/checkpoints/curve/n{size}/{method}/seed{seed}",
+        checkpoint_dir=paths.CURVE_CHECKPOINT,
 
 
 # Reads only the grid's run.json files (their validation losses) and, with selection by
@@ -92,10 +92,10 @@ checkpoint select:
         runs=sweep_runs,
         validation=sweep_validation,
     output:
-        grid="results/{experiment}/select/{method}.json",
-        chosen="results/{experiment}/select/{method}.chosen.json",
+        grid=paths.SELECT_GRID,
+        chosen=paths.SELECT_CHOSEN,
     log:
-        "logs/{experiment}/select/{method}.log",
+        paths.log("select", "{method}"),
     conda:
         "../../envs/report.yaml"
     params:

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from peftsum import records
 from peftsum.analysis import evaluations
 from peftsum.analysis.stats import (
     ALPHA,
@@ -26,8 +27,9 @@ from peftsum.analysis.stats import (
     standard_error,
     variance_components,
 )
-from peftsum.files import read_json, write_atomic, write_json
+from peftsum.files import write_atomic, write_json
 from peftsum.metrics import ROUGE_KEYS, ROUGE_L, ROUGE_LSUM
+from peftsum.records import MetricsRecord, RunRecord
 
 # ROUGE-L carries the verdicts (Holm within each family); ROUGE-Lsum is secondary: tested the
 # same way, corrected within the same families, and shown as context, never a verdict.
@@ -165,7 +167,7 @@ def run(
     """
     if predictions is not None and len(predictions) != len(eval_metrics):
         raise ValueError(f"{len(predictions)} prediction files for {len(eval_metrics)} evaluations")
-    runs = [read_json(path) for path in train_runs]
+    runs = [records.read_run(path, needs=("name",)) for path in train_runs]
     run_position = {_run_key(r): i for i, r in enumerate(runs)}
     rows = []
     for metrics, examples in evaluations.read_all(eval_metrics, predictions):
@@ -191,22 +193,22 @@ def run(
     return table
 
 
-def table_row(metrics: dict, train_run: dict | None) -> dict:
+def table_row(metrics: MetricsRecord, train_run: RunRecord | None) -> dict:
     """One table row: evaluation metrics plus, for trained methods, cost and training facts."""
     row = dict.fromkeys(COLUMNS)
-    row["name"] = metrics["name"]
-    row["seed"] = _normalise_seed(metrics.get("seed"))
-    row.update({col: metrics.get(col) for col in _METRIC_COLUMNS})
+    row["name"] = metrics.name
+    row["seed"] = _normalise_seed(metrics.seed)
+    row.update({col: getattr(metrics, col) for col in _METRIC_COLUMNS})
     if train_run is not None:
         row.update(_train_columns(train_run))
-        row["kind"] = row["kind"] or train_run.get("kind")
+        row["kind"] = row["kind"] or train_run.kind
     return row
 
 
-def _train_columns(train_run: dict) -> dict:
-    params = train_run.get("params") or {}
-    resources = train_run.get("resources") or {}
-    best = train_run.get("best") or {}
+def _train_columns(train_run: RunRecord) -> dict:
+    params = train_run.params or {}
+    resources = train_run.resources or {}
+    best = train_run.best or {}
     trainable, base_total = params.get("trainable"), params.get("base_total")
     columns = {col: resources.get(col) for col in _RESOURCE_COLUMNS}
     columns.update(
@@ -219,7 +221,7 @@ def _train_columns(train_run: dict) -> dict:
         else None,
         best_step=best.get("step"),
         best_val_loss=best.get("val_loss"),
-        trains=train_run.get("trains"),
+        trains=train_run.trains,
         formula=params.get("formula"),
         flops_per_token=(resources.get("flops_per_token") or {}).get("total"),
     )
@@ -458,8 +460,8 @@ def _tsv_cell(value) -> str:
     return value
 
 
-def _run_key(record: dict) -> tuple[str, int | None]:
-    return record["name"], _normalise_seed(record.get("seed"))
+def _run_key(record: RunRecord | MetricsRecord) -> tuple[str, int | None]:
+    return record.name, _normalise_seed(record.seed)
 
 
 def _normalise_seed(seed) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from peftsum import paths, records
 from peftsum.analysis.aggregate import to_tsv
 from peftsum.analysis.stats import (
     ALPHA,
@@ -18,7 +19,7 @@ from peftsum.analysis.stats import (
     seed_article_t_test,
     seed_interval,
 )
-from peftsum.files import read_json, read_jsonl, write_atomic, write_json
+from peftsum.files import read_jsonl, write_atomic, write_json
 
 POINT_COLUMNS = ["method", "train_examples", "n_seeds", "rougeL", "rougeL_low", "rougeL_high",
                  "test_loss", "test_loss_low", "test_loss_high"]
@@ -56,10 +57,11 @@ def group_runs(metrics: list[Path], runs: list[Path]) -> dict[tuple[str, int], l
     by example id."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for metrics_json, run_json in zip(metrics, runs):
-        evaluation, run = read_json(metrics_json), read_json(run_json)
-        examples = read_jsonl(Path(metrics_json).parent / "predictions.jsonl")
-        groups.setdefault((evaluation["name"], run["train_examples"]), []).append({
-            "seed": evaluation["seed"], "test_loss": evaluation["test_loss"],
+        evaluation = records.read_metrics(metrics_json, needs=("name",))
+        run = records.read_run(run_json, needs=("train_examples",))
+        examples = read_jsonl(paths.predictions(Path(metrics_json).parent))
+        groups.setdefault((evaluation.name, run.train_examples), []).append({
+            "seed": evaluation.seed, "test_loss": evaluation.test_loss,
             "rougeL": {e["id"]: e["rougeL"] for e in examples}})
     return groups
 

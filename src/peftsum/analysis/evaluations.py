@@ -12,12 +12,14 @@ import json
 import math
 from pathlib import Path
 
+from peftsum import records
 from peftsum.errors import UserError
 from peftsum.metrics import ROUGE_KEYS
+from peftsum.records import MetricsRecord
 
 
 def read_all(metrics: list[Path], predictions: list[Path] | None
-             ) -> list[tuple[dict, list[dict] | None]]:
+             ) -> list[tuple[MetricsRecord, list[dict] | None]]:
     """(metrics, per-article rows or None) of each evaluation, in order, checked."""
     read = [_read_metrics(Path(path)) for path in metrics]
     if predictions is None:
@@ -29,15 +31,10 @@ def read_all(metrics: list[Path], predictions: list[Path] | None
     return list(zip(read, rows))
 
 
-def _read_metrics(path: Path) -> dict:
-    try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err}): rerun its evaluation") from None
-    if not isinstance(metrics, dict) or "name" not in metrics:
-        raise UserError(f"{path} is not an evaluation's metrics.json (no name)")
+def _read_metrics(path: Path) -> MetricsRecord:
+    metrics = records.read_metrics(path, needs=("name",))
     for key in ROUGE_KEYS:
-        value = metrics.get(key)
+        value = getattr(metrics, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 <= value <= 100):
             raise UserError(f"{path}: {key} = {value!r} is not a ROUGE score (0 to 100)")
@@ -75,16 +72,17 @@ def _check_same_articles(paths: list[Path], rows: list[list[dict]]) -> None:
             raise UserError(f"{path} has test article {extra[0]!r}, which {paths[0]} lacks")
 
 
-def _check_means(path: Path, metrics: dict, predictions: Path, examples: list[dict]) -> None:
-    n_test = metrics.get("n_test")
+def _check_means(path: Path, metrics: MetricsRecord, predictions: Path,
+                 examples: list[dict]) -> None:
+    n_test = metrics.n_test
     if n_test is not None and n_test != len(examples):
         raise UserError(f"{predictions} holds {len(examples)} articles, but {path} says "
                         f"n_test = {n_test}: one of them is incomplete")
     for key in ROUGE_KEYS:
         scores = [e.get(key) for e in examples]
-        if metrics.get(key) is None or not scores or None in scores:
+        if getattr(metrics, key) is None or not scores or None in scores:
             continue
         mean = sum(scores) / len(scores)
-        if not math.isclose(mean, metrics[key], rel_tol=1e-9, abs_tol=1e-6):
-            raise UserError(f"{path}: {key} = {metrics[key]}, but its articles' scores in "
+        if not math.isclose(mean, getattr(metrics, key), rel_tol=1e-9, abs_tol=1e-6):
+            raise UserError(f"{path}: {key} = {getattr(metrics, key)}, but its articles' scores in "
                             f"{predictions} average {mean:.6g}: one of them was edited")

@@ -12,13 +12,14 @@ from rouge_score import rouge_scorer
 from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
+from peftsum import paths, records
 from peftsum.config import EvalConfig
 from peftsum.data import models
 from peftsum.data.batches import collate_sources, sorted_batches
 from peftsum.evaluation import greedy
 from peftsum.evaluation.kv_cache import growing_cache
 from peftsum.evaluation.sentences import lead, split_sentences
-from peftsum.files import read_jsonl, write_json, write_jsonl
+from peftsum.files import read_jsonl, write_jsonl
 from peftsum.methods import Method
 from peftsum.methods.soft_prompt import SoftPromptModel
 from peftsum.metrics import ROUGE_KEYS
@@ -174,22 +175,23 @@ def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
 
 def _write(out_dir: Path, name: str, kind: str, seed: int | None, split_rows: list[dict],
            preds: list[str], extra: dict, per_example: list[dict] | None = None) -> dict:
-    """predictions.jsonl with per-example scores (for bootstrap statistics) and metrics.json."""
+    """predictions.jsonl with per-example scores (for bootstrap statistics) and metrics.json;
+    returns what metrics.json holds."""
     refs = [r["highlights"] for r in split_rows]
     scores = rouge_per_example(preds, refs)
     rows = [{"id": r["id"], "reference": ref, "prediction": p, **s, **(e or {}),
              "pred_words": len(p.split()), "ref_words": len(ref.split())}
             for r, ref, p, s, e in zip(split_rows, refs, preds, scores,
                                        per_example or [None] * len(preds))]
-    metrics = {"name": name, "kind": kind, "seed": seed, **extra,
-               **{k: sum(s[k] for s in scores) / len(scores) for k in ROUGE_KEYS},
-               "n_test": len(refs),
-               "mean_pred_words": sum(r["pred_words"] for r in rows) / len(rows),
-               "mean_ref_words": sum(r["ref_words"] for r in rows) / len(rows)}
-    write_jsonl(Path(out_dir) / "predictions.jsonl", rows)
-    write_json(Path(out_dir) / "metrics.json", metrics)
-    log.info("%s: %s", metrics["name"], {k: round(metrics[k], 2) for k in ROUGE_KEYS})
-    return metrics
+    means = {k: sum(s[k] for s in scores) / len(scores) for k in ROUGE_KEYS}
+    metrics = records.MetricsRecord(
+        name=name, kind=kind, seed=seed, **extra, **means, n_test=len(refs),
+        mean_pred_words=sum(r["pred_words"] for r in rows) / len(rows),
+        mean_ref_words=sum(r["ref_words"] for r in rows) / len(rows))
+    write_jsonl(paths.predictions(Path(out_dir)), rows)
+    records.write_metrics(paths.metrics_json(Path(out_dir)), metrics)
+    log.info("%s: %s", name, {k: round(v, 2) for k, v in means.items()})
+    return records.to_json(metrics)
 
 
 def load_model(model_dir: Path, method: Method | None, weights: Path | None, dev,

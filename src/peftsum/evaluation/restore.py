@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from peftsum import methods
+from peftsum import methods, paths, records
 from peftsum.config import EvalConfig, TemplateConfig
 from peftsum.data import models
 from peftsum.data.tokenize import Encoder, source_budget
@@ -28,38 +28,31 @@ from peftsum.evaluation.generate import generate
 from peftsum.files import write_atomic, write_json
 from peftsum.methods.common import unwrap
 from peftsum.metrics import ROUGE
+from peftsum.records import MetricsRecord, RunRecord
 from peftsum.runtime.precision import amp_dtype, place_for_inference
 
 log = logging.getLogger(__name__)
 
 
-def read_run(run_dir: Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    try:
-        run = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a trained run (no run.json)") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is corrupt ({err})") from None
-    missing = [k for k in ("method", "base_model", "template") if k not in run]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}: it was not written by peftsum train")
-    return run
+def read_run(run_dir: Path) -> RunRecord:
+    """The record of the run in run_dir, with what restoring it reads."""
+    return records.read_run(paths.run_json(Path(run_dir)),
+                            needs=("name", "method", "base_model", "template"))
 
 
-def base_model_dir(run: dict, model_dir: Path | None) -> Path:
+def base_model_dir(run: RunRecord, model_dir: Path | None) -> Path:
     """The base model folder: as given, else where the run was trained; its weights must match."""
-    folder = Path(model_dir or run["base_model"]["dir"])
+    folder = Path(model_dir or run.base_model["dir"])
     if not (folder / "model_info.json").is_file():
         raise UserError(f"base model {folder} not found: run the workflow's download rule for "
-                        f"'{run['base_model']['name']}', or pass --model")
+                        f"'{run.base_model['name']}', or pass --model")
     # models.load then checks the weights files themselves against model_info.json.
-    expected, actual = run["base_model"]["weights_sha256"], models.model_info(folder).get(
+    expected, actual = run.base_model["weights_sha256"], models.model_info(folder).get(
         "weights_sha256")
     if actual != expected:
         raise UserError(f"base model {folder} differs from the one this run was trained on "
                         f"(weights sha256 {str(actual)[:12]} != {expected[:12]})")
-    recorded, context = run["base_model"].get("context_length"), models.model_info(folder).get(
+    recorded, context = run.base_model.get("context_length"), models.model_info(folder).get(
         "context_length")
     if recorded != context:  # summarize truncates articles to it
         raise UserError(f"run.json says base_model.context_length = {recorded}, but {folder} has "
@@ -70,46 +63,39 @@ def base_model_dir(run: dict, model_dir: Path | None) -> Path:
 def load_run(run_dir: Path, model_dir: Path | None = None):
     """(model with the run's weights, tokenizer, run.json) ready for generation."""
     run = read_run(run_dir)
-    method = methods.from_config(run["name"], run["method"])
+    method = methods.from_config(run.name, run.method)
     model, tokenizer = models.load(base_model_dir(run, model_dir))
-    model = method.load_for_inference(model, tokenizer, Path(run_dir) / "trainable.safetensors",
-                                      run["base_model"]["weights_sha256"],
-                                      {"template": run["template"],
-                                       "reserved_positions": run.get("reserved_positions")})
+    model = method.load_for_inference(model, tokenizer, paths.weights(Path(run_dir)),
+                                      run.base_model["weights_sha256"],
+                                      {"template": run.template,
+                                       "reserved_positions": run.reserved_positions})
     return model, tokenizer, run
 
 
 def evaluation_of(run_dir: Path) -> Path | None:
-    """Where the workflow writes a run's evaluation: .../train/M/seedS -> .../eval/M/seedS;
-    None for a run folder outside that layout (copied elsewhere)."""
-    run_dir = Path(run_dir).resolve()
-    if len(run_dir.parents) < 3 or run_dir.parents[1].name != "train":
-        return None
-    return run_dir.parents[2] / "eval" / run_dir.parent.name / run_dir.name / "metrics.json"
+    """The run's metrics.json where the workflow writes it; None for a run folder outside the
+    workflow's layout (copied elsewhere)."""
+    folder = paths.evaluation_dir(run_dir)
+    return paths.metrics_json(folder) if folder is not None else None
 
 
 def decoding(run_dir: Path, **overrides) -> EvalConfig:
     """The decoding the run was evaluated with (the defaults when it has no evaluation), with
     the given settings replaced."""
-    metrics = evaluation_of(run_dir)
-    evaluated = {}
-    if metrics is not None and metrics.is_file():
-        try:
-            evaluated = json.loads(metrics.read_text()).get("decoding", {})
-        except (json.JSONDecodeError, AttributeError):
-            raise UserError(f"{metrics} is corrupt: rerun the run's evaluation") from None
+    metrics = evaluation_metrics(run_dir)
+    evaluated = (metrics.decoding if metrics is not None else None) or {}
     if not evaluated:
         log.info("no evaluation of %s found: decoding with the default settings", run_dir)
     settings = {**evaluated, **{k: v for k, v in overrides.items() if v is not None}}
     return EvalConfig.from_dict(settings)
 
 
-def summarize(model, tokenizer, run: dict, articles: list[str], cfg: EvalConfig) -> list[str]:
+def summarize(model, tokenizer, run: RunRecord, articles: list[str], cfg: EvalConfig) -> list[str]:
     """Summaries of articles, through the same template and truncation as training."""
-    template = TemplateConfig.from_dict(run["template"])
-    context = run["base_model"]["context_length"]
+    template = TemplateConfig.from_dict(run.template)
+    context = run.base_model["context_length"]
     encoder = Encoder(tokenizer, template, source_budget(template, context,
-                                                         run["reserved_positions"]))
+                                                         run.reserved_positions))
     examples = encoder.encode(articles, [""] * len(articles))  # only the source part is used
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = amp_dtype(dev, cfg.cpu_bf16, "generate")
@@ -124,9 +110,9 @@ PROMPT_TUNING = "prompt_tuning"
 TEMPLATE_FILE = "prompt_template.json"
 
 
-def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list[Path]:
+def _protected_folders(run_dir: Path, run: RunRecord, model_dir: Path | None) -> list[Path]:
     """Folders an export must never write into: resources/, the base model, the run itself."""
-    base = Path(model_dir or run["base_model"]["dir"])
+    base = Path(model_dir or run.base_model["dir"])
     folders = [Path("resources"), base, Path(run_dir)]
     folders += [p for p in [*base.absolute().parents, *base.resolve().parents]
                 if p.name == "resources"]
@@ -134,7 +120,7 @@ def _protected_folders(run_dir: Path, run: dict, model_dir: Path | None) -> list
     return [f.resolve() for f in folders]
 
 
-def check_export(run_dir: Path, run: dict, model_dir: Path | None, out_dir: Path,
+def check_export(run_dir: Path, run: RunRecord, model_dir: Path | None, out_dir: Path,
                  force: bool = False) -> None:
     """Before anything loads: out_dir is neither inside resources/, the base model or the run,
     nor (unless forced) a non-empty folder."""
@@ -160,29 +146,29 @@ def export_run(run_dir: Path, out_dir: Path, model_dir: Path | None = None,
                   evaluation_metrics(run_dir))
 
 
-def base_reference(run: dict, model_dir: Path | None = None) -> tuple[str, str | None]:
+def base_reference(run: RunRecord, model_dir: Path | None = None) -> tuple[str, str | None]:
     """(name or path, revision) of the base model, as PEFT's adapter config names it: the hub
     id and the commit (else the revision asked for) where it came from the hub, else the
     absolute path of its folder."""
-    base = run["base_model"]
+    base = run.base_model
     if base.get("source") == "hf" and model_dir is None:
         return base["id"], base.get("commit") or base.get("revision")
     return os.path.abspath(model_dir or base["dir"]), None
 
 
-def evaluation_metrics(run_dir: Path) -> dict | None:
+def evaluation_metrics(run_dir: Path) -> MetricsRecord | None:
     """The run's evaluation (metrics.json) where the workflow wrote one, else None."""
     path = evaluation_of(run_dir)
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
+    return records.read_metrics(path) if path is not None and path.is_file() else None
 
 
-def export(model, tokenizer, run: dict, out_dir: Path, base: tuple[str, str | None],
-           metrics: dict | None = None) -> str:
+def export(model, tokenizer, run: RunRecord, out_dir: Path, base: tuple[str, str | None],
+           metrics: MetricsRecord | None = None) -> str:
     """Write the run as the ecosystem reads it: the PEFT kinds and prompt tuning as a PEFT
     adapter folder naming `base` (name or path, revision), every other kind as a save_pretrained
     model; both with the tokenizer, the prompt template (TEMPLATE_FILE) and a model card."""
     out_dir = Path(out_dir)
-    kind = run["method"]["kind"]
+    kind = run.method["kind"]
     if kind == PROMPT_TUNING:
         model = prompt_tuning_adapter(model)
     if kind in PEFT_EXPORTS or kind == PROMPT_TUNING:
@@ -195,10 +181,10 @@ def export(model, tokenizer, run: dict, out_dir: Path, base: tuple[str, str | No
         how = f"AutoModelForCausalLM.from_pretrained('{out_dir}')"
     tokenizer.save_pretrained(out_dir)
     write_json(out_dir / TEMPLATE_FILE, {
-        **{k: run["template"][k] for k in ("prefix", "suffix")},
-        "max_source_tokens": source_budget(TemplateConfig.from_dict(run["template"]),
-                                           run["base_model"]["context_length"],
-                                           run["reserved_positions"])})
+        **{k: run.template[k] for k in ("prefix", "suffix")},
+        "max_source_tokens": source_budget(TemplateConfig.from_dict(run.template),
+                                           run.base_model["context_length"],
+                                           run.reserved_positions)})
     write_atomic(out_dir / "README.md", model_card(run, base, metrics, how))
     return how
 
@@ -228,28 +214,30 @@ def _name_base(config_file: Path, name: str, revision: str | None) -> None:
 CARD_METRICS = (*((metric.key, metric.label) for metric in ROUGE), ("test_loss", "test loss"))
 
 
-def model_card(run: dict, base: tuple[str, str | None], metrics: dict | None, how: str) -> str:
+def model_card(run: RunRecord, base: tuple[str, str | None], metrics: MetricsRecord | None,
+               how: str) -> str:
     """README.md of an export: base model, data, prompt template, hyperparameters and the
     run's test metrics."""
     name, revision = base
-    kind = run["method"]["kind"]
+    kind = run.method["kind"]
     front = ["---", f"library_name: {'peft' if how.startswith('PeftModel') else 'transformers'}",
              "pipeline_tag: text-generation", f"tags: [summarization, peftsum, {kind}]", "---"]
     if not os.path.isabs(name):  # a hub id: the hub links the card to its base
         front.insert(1, f"base_model: {name}")
     at = f" at revision `{revision}`" if revision else ""
-    lines = [*front, "", f"# {run['name']}: {run.get('trains', kind)}", "",
-             (f"Trained with peftsum ({kind}, seed {run.get('seed')}) on the base model "
-              f"`{name}`{at}, from {run.get('train_examples', 'an unknown number of')} training "
-              "examples."), "", *_card_use(run["template"], how, metrics), "",
+    examples = run.train_examples if run.train_examples is not None else "an unknown number of"
+    lines = [*front, "", f"# {run.name}: {run.trains or kind}", "",
+             (f"Trained with peftsum ({kind}, seed {run.seed}) on the base model "
+              f"`{name}`{at}, from {examples} training examples."), "",
+             *_card_use(run.template, how, metrics), "",
              "## Hyperparameters", "", "| setting | value |", "|---|---|",
-             *(f"| {k} | {json.dumps(v)} |" for k, v in (run.get("hparams") or run["method"]).items()),
+             *(f"| {k} | {json.dumps(v)} |" for k, v in (run.hparams or run.method).items()),
              "", "## Test metrics", "", *_card_metrics(metrics)]
     return "\n".join(lines) + "\n"
 
 
-def _card_use(template: dict, how: str, metrics: dict | None) -> list[str]:
-    decoding = (metrics or {}).get("decoding") or {}
+def _card_use(template: dict, how: str, metrics: MetricsRecord | None) -> list[str]:
+    decoding = (metrics.decoding if metrics is not None else None) or {}
     return ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
             *(["from peft import PeftModel"] if how.startswith("PeftModel") else []),
             f"model = {how}", "tokenizer = AutoTokenizer.from_pretrained('<this folder>')",
@@ -267,9 +255,10 @@ def _card_use(template: dict, how: str, metrics: dict | None) -> list[str]:
              "transformers' option of that name).")]
 
 
-def _card_metrics(metrics: dict | None) -> list[str]:
+def _card_metrics(metrics: MetricsRecord | None) -> list[str]:
     if not metrics:
         return ["This run had not been evaluated when it was exported."]
     return ["| metric | value |", "|---|---|",
-            *(f"| {label} | {metrics[key]:.2f} |" for key, label in CARD_METRICS if key in metrics),
-            f"| test examples | {metrics.get('n_test')} |"]
+            *(f"| {label} | {getattr(metrics, key):.2f} |" for key, label in CARD_METRICS
+              if getattr(metrics, key) is not None),
+            f"| test examples | {metrics.n_test} |"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peftsum.files import read_json, read_jsonl, write_atomic
+from peftsum import paths, records
+from peftsum.files import read_jsonl, write_atomic
 from peftsum.metrics import BY_KEY, ROUGE_KEYS
 from peftsum.report.figures import method_colors
 from peftsum.report.render import DEFAULT_TEMPLATES_DIR, template_env, with_labels
@@ -39,11 +40,12 @@ def build(eval_dirs: list[Path], articles: Path, out_html: Path,
 
 def explorer_data(eval_dirs: list[Path], articles: Path) -> dict:
     """Systems (label, name, colour) and, per article, its text, reference and outputs."""
-    evaluations = [read_json(Path(d) / "metrics.json") for d in eval_dirs]
-    labelled = with_labels([{"name": m["name"], "seed": m.get("seed")} for m in evaluations])
+    evaluations = [records.read_metrics(paths.metrics_json(Path(d)), needs=("name",))
+                   for d in eval_dirs]
+    labelled = with_labels([{"name": m.name, "seed": m.seed} for m in evaluations])
     colors = method_colors([row["name"] for row in labelled])
     outputs = {
-        row["label"]: {p["id"]: p for p in read_jsonl(Path(d) / "predictions.jsonl")}
+        row["label"]: {p["id"]: p for p in read_jsonl(paths.predictions(Path(d)))}
         for row, d in zip(labelled, eval_dirs)
     }
     rows = []

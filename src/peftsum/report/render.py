@@ -14,10 +14,12 @@ from pathlib import Path
 
 import jinja2
 
+from peftsum import records
 from peftsum.analysis import aggregate
 from peftsum.analysis.stats import ALPHA
 from peftsum.files import read_json, read_jsonl, write_atomic
 from peftsum.metrics import BY_KEY, ROUGE, ROUGE_KEYS
+from peftsum.records import RunRecord
 from peftsum.report import study as report_study
 from peftsum.report.figures import is_trained, save_figures
 from peftsum.report.setup import appendix
@@ -136,6 +138,8 @@ def render(
     `curve`: aggregate_curve's curve.json (the learning curves and their crossovers).
     """
     rows = with_labels(read_json(metrics_json))
+    trained = {label: records.read_run(path, needs=("name",))
+               for label, path in (runs or {}).items()}
     methods = read_json(by_method) if by_method is not None else aggregate.method_summary(rows)
     tests = read_json(significance) if significance is not None else None
     pairs = tests["pairs"] if tests else []
@@ -154,7 +158,7 @@ def render(
         "seeds": seeds_table(methods) if any(m["n_seeds"] > 1 for m in methods) else None,
         "seeds_note": SEEDS_NOTE,
         "grid": report_study.grid_table(sweeps) if sweeps else None,
-        "grid_note": grid_note(sweeps, [read_json(path) for path in (runs or {}).values()]),
+        "grid_note": grid_note(sweeps, list(trained.values())),
         "curve": report_study.curve_table(curves) if curves else None,
         "curve_note": CURVE_NOTE.format(selected_at=curves["selected_at"]) if curves else "",
         "figures": figures,
@@ -174,7 +178,7 @@ def render(
         "examples": example_summaries(rows, predictions, articles, n_examples),
         "explorer": EXPLORER_HREF if explorer else None,
         "n_articles": len(read_jsonl(articles)),
-        "appendix": appendix(setup, {label: read_json(path) for label, path in (runs or {}).items()}),
+        "appendix": appendix(setup, trained),
     }
     env = template_env(templates_dir or DEFAULT_TEMPLATES_DIR)
     # For papers: beside the figures (a folder the workflow declares), in LaTeX with booktabs.
@@ -297,11 +301,11 @@ def seeds_table(methods: list[dict]) -> Table:
     return table
 
 
-def grid_note(sweeps: list[dict], runs: list[dict]) -> str:
+def grid_note(sweeps: list[dict], runs: list[RunRecord]) -> str:
     """GRID_NOTE for these sweeps: the grid's seed, and the validation data early stopping and
-    the choice read (the runs' training.eval_samples, the selection's validation articles)."""
+    the choice read (the runs' eval_samples, the selection's validation articles)."""
     seeds = sorted({point["seed"] for sweep in sweeps for point in sweep.get("points", [])})
-    samples = next((r["training"].get("eval_samples") for r in runs if r.get("training")), None)
+    samples = next((r.hparams.get("eval_samples") for r in runs if r.hparams), None)
     early = (f"the first {samples:,} validation examples" if samples
              else "the whole validation split")
     if report_study.selection_score(sweeps)[0] == "val_rougeL":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from peftsum.records import RunRecord
 from peftsum.report.tables import Cell, Table, fmt, fmt_share
 
 SPLITS = ("train", "validation", "test")
@@ -39,7 +40,7 @@ class Appendix:
     key_values: list[Section] = field(default_factory=list)  # small two-column tables, a grid
 
 
-def appendix(setup: dict, runs: dict[str, dict]) -> Appendix:
+def appendix(setup: dict, runs: dict[str, RunRecord]) -> Appendix:
     """Sections for `setup` (what stages.report collects) and the runs' run.json records."""
     out = Appendix()
     if "tokenize" in setup:
@@ -118,17 +119,17 @@ def dropped_text(dropped) -> str:
 # ---------------------------------------------------------------- hyperparameters
 
 
-def hyperparameters_section(runs: dict[str, dict]) -> Section:
+def hyperparameters_section(runs: dict[str, RunRecord]) -> Section:
     """One column per method (its seeds share one), one row per setting; settings equal for every
     run go to the note. Methods are few and their settings many (each kind has its own), so
     settings down the side keep the table as narrow as the page."""
     groups: dict[tuple, dict] = {}
     for record in runs.values():
-        hparams = {k: v for k, v in (record.get("hparams") or {}).items() if k != "seed"}
-        key = (record["name"], json.dumps(hparams, sort_keys=True, default=str))
-        group = groups.setdefault(key, {"name": record["name"], "hparams": hparams, "seeds": []})
-        if record.get("seed") is not None:
-            group["seeds"].append(record["seed"])
+        hparams = {k: v for k, v in (record.hparams or {}).items() if k != "seed"}
+        key = (record.name, json.dumps(hparams, sort_keys=True, default=str))
+        group = groups.setdefault(key, {"name": record.name, "hparams": hparams, "seeds": []})
+        if record.seed is not None:
+            group["seeds"].append(record.seed)
     columns = list(groups.values())
     keys = list(dict.fromkeys(k for g in columns for k in g["hparams"]))
     shared = [k for k in keys if len({value_text(g["hparams"].get(k, None)) for g in columns}) == 1
@@ -161,9 +162,9 @@ def value_text(value) -> str:
 # ---------------------------------------------------------------- hardware and versions
 
 
-def provenance_section(runs: dict[str, dict], setup: dict) -> Section:
+def provenance_section(runs: dict[str, RunRecord], setup: dict) -> Section:
     """Where and with what each run trained; runs with identical records share a row."""
-    recorded = {label: r["provenance"] for label, r in runs.items() if r.get("provenance")}
+    recorded = {label: r.provenance for label, r in runs.items() if r.provenance}
     headers = ["Runs", "Machine", "CPU", "CPU cores", "GPUs", "CPU precision", "Python",
                "Versions", "Commit"]
     table = Table(headers, [False, False, False, True, False, False, False, False, False])

@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from peftsum import paths, records
 from peftsum.errors import UserError
-from peftsum.files import read_json, read_jsonl, write_json
+from peftsum.files import read_jsonl, write_json
+from peftsum.records import MetricsRecord, RunRecord
 
 log = logging.getLogger("peftsum")
 
@@ -209,23 +211,23 @@ def export(cfg: TrackingConfig, run_dirs: list[Path], eval_dirs: list[Path],
     run went) and return it."""
     tests = {}
     for folder in map(Path, eval_dirs):
-        metrics = read_json(folder / "metrics.json")
-        tests[(metrics["name"], metrics.get("seed"))] = metrics
+        metrics = records.read_metrics(paths.metrics_json(folder), needs=("name",))
+        tests[(metrics.name, metrics.seed)] = metrics
     Path(tensorboard_dir).mkdir(parents=True, exist_ok=True)
     written = {}
     for folder in map(Path, run_dirs):
-        run = read_json(folder / "run.json")
-        label = f"{run['name']}/seed{run['seed']}"
-        tags = {"peftsum.config_hash": (run.get("provenance") or {}).get("config_hash", "")}
+        run = records.read_run(paths.run_json(folder), needs=("name", "seed"))
+        label = f"{run.name}/seed{run.seed}"
+        tags = {"peftsum.config_hash": (run.provenance or {}).get("config_hash", "")}
         one = tracker(cfg, label, tags, tensorboard_dir)
-        written[label] = send_run(one, run, read_jsonl(folder / "steps.jsonl"),
-                                  tests.get((run["name"], run["seed"])), artifacts)
+        written[label] = send_run(one, run, read_jsonl(paths.steps(folder)),
+                                  tests.get((run.name, run.seed)), artifacts)
         log.info("tracked %s: %s", label, written[label])
     write_json(record, written)
     return written
 
 
-def send_run(one: Tracker, run: dict, steps: list[dict], test: dict | None,
+def send_run(one: Tracker, run: RunRecord, steps: list[dict], test: MetricsRecord | None,
              artifacts: list[Path]) -> dict:
     one.log_params(run_params(run))
     for row in steps:
@@ -237,19 +239,19 @@ def send_run(one: Tracker, run: dict, steps: list[dict], test: dict | None,
     return one.close()
 
 
-def run_params(run: dict) -> dict:
+def run_params(run: RunRecord) -> dict:
     """The run's hyperparameters, flattened: method settings, training settings, seed."""
-    params = {"name": run["name"], "kind": run.get("kind"), "seed": run.get("seed")}
-    params |= flatten(run.get("hparams") or {})
-    params |= flatten(run.get("params") or {}, "params.")
+    params = {"name": run.name, "kind": run.kind, "seed": run.seed}
+    params |= flatten(run.hparams or {})
+    params |= flatten(run.params or {}, "params.")
     return {k: v for k, v in params.items() if v is not None}
 
 
-def final_metrics(run: dict, test: dict | None) -> dict:
+def final_metrics(run: RunRecord, test: MetricsRecord | None) -> dict:
     """Numeric test metrics as test/<key>, numeric training costs as cost/<key>."""
-    metrics = {f"test/{k}": float(v) for k, v in (test or {}).items() if is_number(v)}
-    metrics |= {f"cost/{k}": float(v) for k, v in (run.get("resources") or {}).items()
-                if is_number(v)}
+    tested = records.to_json(test) if test is not None else {}
+    metrics = {f"test/{k}": float(v) for k, v in tested.items() if is_number(v)}
+    metrics |= {f"cost/{k}": float(v) for k, v in (run.resources or {}).items() if is_number(v)}
     return metrics
 
 

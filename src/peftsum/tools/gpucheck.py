@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from peftsum import config
+from peftsum import config, paths, records
 
 ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "tests" / "smoke.yaml"
@@ -314,14 +314,16 @@ def _snakemake(workdir: Path, gpus: int) -> list[str]:
 def training_figures(workdir: Path) -> list[dict]:
     """Each training's figures from its run.json, and the GPU its job leased (from its log)."""
     rows = []
-    results, logs = workdir / "results" / SMOKE_EXPERIMENT, workdir / "logs" / SMOKE_EXPERIMENT
-    for run_file in sorted((results / "train").glob("**/run.json")):
-        run = json.loads(run_file.read_text())
-        log_file = logs / "train" / f"{run['name']}_seed{run['seed']}.log"
+    runs = paths.run_json(paths.TRAIN_RUN).format(experiment=SMOKE_EXPERIMENT, method="*",
+                                                  seed="*")
+    for run_file in sorted(workdir.glob(runs)):
+        run = records.read_run(run_file, needs=("name", "seed", "resources"))
+        log_file = workdir / paths.log("train", "{method}_seed{seed}").format(
+            experiment=SMOKE_EXPERIMENT, method=run.name, seed=run.seed)
         leased = re.search(r"leased GPU (\S+)", log_file.read_text()) if log_file.exists() else None
         rows.append({"run": str(run_file.parent.relative_to(workdir)),
                      "leased_gpu": leased.group(1) if leased else None,
-                     **{k: run["resources"].get(k) for k in FIGURES}})
+                     **{k: run.resources.get(k) for k in FIGURES}})
     return rows
 
 

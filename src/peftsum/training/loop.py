@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from peftsum import paths, records
 from peftsum.config import TrainingConfig, config_hash
 from peftsum.data import models
 from peftsum.data.batches import collate, length_grouped_batches, pad_fraction
-from peftsum.files import atomic_path, read_jsonl, write_json, write_jsonl
+from peftsum.files import atomic_path, read_jsonl, write_jsonl
 from peftsum.methods import Method
 from peftsum.methods.common import (
     decoder_blocks,
@@ -346,7 +347,8 @@ def _fingerprint(method: Method, cfg: TrainingConfig, seed: int, data_dir: Path)
 
 
 def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, seed: int,
-        out_dir: Path, checkpoint_dir: Path | None = None, provenance: dict | None = None) -> dict:
+        out_dir: Path, checkpoint_dir: Path | None = None, provenance: dict | None = None
+        ) -> records.RunRecord | None:
     """Train one method with one seed; write trainable.safetensors, run.json and steps.jsonl.
 
     Rank 0 holds the run's lock throughout: a second trainer of the same run stops at once.
@@ -358,7 +360,8 @@ def run(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, se
 
 
 def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig, seed: int,
-           out_dir: Path, checkpoint_dir: Path | None, provenance: dict | None) -> dict:
+           out_dir: Path, checkpoint_dir: Path | None, provenance: dict | None
+           ) -> records.RunRecord | None:
     out_dir = Path(out_dir)
     dev = distributed.setup()
     seed_everything(seed)  # before any random init (LoRA's A matrices)
@@ -380,7 +383,7 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
                                     "peak_rss_mb": peak_rss_mb()})
     if not distributed.is_main():
         distributed.teardown()
-        return {}
+        return None
     if trainer.best_weights is not None:  # the weights saved are the best by validation loss
         trainer.model.load_state_dict(trainer.best_weights, strict=False)
     # Stored inside the weights file, so that an edited run.json cannot restore them silently.
@@ -388,16 +391,17 @@ def _train(model_dir: Path, data_dir: Path, method: Method, cfg: TrainingConfig,
     for key in ("template", "reserved_positions"):  # what restoring encodes text with
         if provenance and key in provenance:
             metadata[key] = provenance[key]
-    with atomic_path(out_dir / "trainable.safetensors") as tmp:
+    with atomic_path(paths.weights(out_dir)) as tmp:
         save_trainable(trainer.model, tmp, metadata)
-    summary = {**_summary(trainer, counts, state, over_ranks(ranks),
-                          (out_dir / "trainable.safetensors").stat().st_size), **(provenance or {})}
-    write_jsonl(out_dir / "steps.jsonl", trainer.rows)
-    write_json(out_dir / "run.json", summary)  # last: its presence means the run is complete
+    record = dataclasses.replace(
+        _summary(trainer, counts, state, over_ranks(ranks), paths.weights(out_dir).stat().st_size),
+        **(provenance or {}))
+    write_jsonl(paths.steps(out_dir), trainer.rows)
+    records.write_run(paths.run_json(out_dir), record)  # last: its presence means it is complete
     if checkpoint_dir is not None:
         checkpoint.remove(checkpoint_dir)  # the run is complete: nothing left to resume
     distributed.teardown()
-    return summary
+    return record
 
 
 def over_ranks(ranks: list[dict]) -> dict:
@@ -424,17 +428,18 @@ def flops_of(trainer: Trainer) -> dict:
     return training_flops(per_position, positions, state["logit_tokens"])
 
 
-def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_bytes: int) -> dict:
+def _summary(trainer: Trainer, counts, state: dict, measured: dict,
+             weights_bytes: int) -> records.RunRecord:
     flops = flops_of(trainer)
     seconds = state["seconds"]
     total_flops = flops["total"]
     peak = peak_flops(device_name(trainer.dev)) if trainer.dtype is not None else None
     world = trainer.world
-    return {
-        "name": trainer.method.name, "kind": trainer.method.kind, "seed": trainer.seed,
-        "trains": trainer.method.describe(), "method": trainer.method.hparams(),
-        "params": dataclasses.asdict(counts), "train_examples": len(trainer.train_set),
-        "resources": {
+    return records.RunRecord(
+        name=trainer.method.name, kind=trainer.method.kind, seed=trainer.seed,
+        trains=trainer.method.describe(), method=trainer.method.hparams(),
+        params=dataclasses.asdict(counts), train_examples=len(trainer.train_set),
+        resources={
             "train_wall_s": seconds, "epoch_wall_s": state["epoch_seconds"],
             "optimizer_steps": state["step"], "tokens_seen": state["tokens"],
             "samples_seen": state["samples"],
@@ -450,8 +455,8 @@ def _summary(trainer: Trainer, counts, state: dict, measured: dict, weights_byte
             "mfu": total_flops / seconds / (peak * world) if peak else None,
             "checkpoint_mb": weights_bytes / 2**20, **measured,
         },
-        "best": {"step": state["best_step"], "val_loss": state["best_val_loss"]},
-        "stopped_early": state["stopped_early"],
-        "hparams": {**trainer.method.hparams(), **dataclasses.asdict(trainer.cfg),
-                    "seed": trainer.seed, "world_size": world},
-    }
+        best={"step": state["best_step"], "val_loss": state["best_val_loss"]},
+        stopped_early=state["stopped_early"],
+        hparams={**trainer.method.hparams(), **dataclasses.asdict(trainer.cfg),
+                 "seed": trainer.seed, "world_size": world},
+    )

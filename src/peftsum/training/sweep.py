@@ -13,6 +13,7 @@ import itertools
 import json
 from pathlib import Path
 
+from peftsum import records
 from peftsum.config import safe_folder_name
 from peftsum.errors import UserError
 from peftsum.files import write_json
@@ -106,13 +107,13 @@ def select(method: str, grid: dict[str, dict], runs: list[str | Path], out: Path
                          f"{len(grid)} grid points of {method}")
     rows = []
     for i, ((name, hparams), run_json) in enumerate(zip(grid.items(), runs)):
-        run = json.loads(Path(run_json).read_text())
-        row = {"point": name, "hparams": hparams, "val_loss": run["best"]["val_loss"],
-               "best_step": run["best"]["step"], "seed": run["seed"],
+        run = records.read_run(run_json, needs=("best", "seed"))
+        row = {"point": name, "hparams": hparams, "val_loss": run.best["val_loss"],
+               "best_step": run.best["step"], "seed": run.seed,
                "run": str(Path(run_json).parent)}
         if metric == "rougeL":
-            scored = json.loads(Path(validation[i]).read_text())
-            row.update(val_rougeL=scored["rougeL"], val_articles=scored["n_test"])
+            scored = records.read_metrics(validation[i], needs=("rougeL", "n_test"))
+            row.update(val_rougeL=scored.rougeL, val_articles=scored.n_test)
         rows.append(row)
     key = "val_rougeL" if metric == "rougeL" else "val_loss"
     scored = [r for r in rows if r[key] is not None]
