@@ -13,6 +13,8 @@ from peftsum import __version__, stages
 from peftsum.errors import UserError
 from peftsum.files import write_atomic
 
+log = logging.getLogger("peftsum")
+
 
 def _train(args: argparse.Namespace) -> None:
     from peftsum import methods
@@ -41,6 +43,8 @@ def _read_articles(source: str) -> tuple[list[str], list[str] | None]:
     from peftsum.data.sources import utf8_lines
 
     if source == "-":
+        if sys.stdin.isatty():  # else a user who meant a file name would wait for nothing
+            log.info("reading the article from standard input: end it with Ctrl-D")
         articles, ids = [sys.stdin.read()], None
     else:
         path = Path(source)
@@ -61,19 +65,24 @@ def _check_output(output: str | None) -> None:
 
 
 def _summarize(args: argparse.Namespace) -> None:
-    """Every input and option is checked before the model loads."""
-    from peftsum.evaluation import restore
-
-    restore.read_run(args.run)
+    """Every input and option is checked, and the input read, before transformers is imported
+    (seconds); that import with the model's loading, then generation, are each announced on
+    standard error, where a user would otherwise wait in silence."""
     _check_output(args.output)
     if args.input is None:
         raise UserError("summarize: give --input FILE (text or .jsonl), or --input - to read "
                         "the article from standard input")
     articles, ids = _read_articles(args.input)
+    log.info("loading the run %s and its base model", args.run)
+    from peftsum.evaluation import restore
+
+    restore.read_run(args.run)
     cfg = restore.decoding(args.run, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                            no_repeat_ngram_size=args.no_repeat_ngram_size,
                            batch_size=args.batch_size)
     model, tokenizer, run = restore.load_run(args.run, args.model)
+    log.info("summarizing %d article(s), up to %d new tokens each", len(articles),
+             cfg.max_new_tokens)
     summaries = restore.summarize(model, tokenizer, run, articles, cfg)
     if ids is None:
         text = "\n\n".join(summaries) + "\n"
