@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -78,6 +80,16 @@ def test_summarize_asks_for_the_article_only_at_a_terminal(tmp_path, capsys, mon
         main(["summarize", "--run", str(run_without_base_model(tmp_path)), "--input", "-"])
     first = capsys.readouterr().err.splitlines()[0]
     assert ("Ctrl-D" in first) == terminal
+
+
+def test_the_process_ends_after_its_output_is_written():
+    program = ("import sys; from peftsum.__main__ import exit_without_teardown; "
+               "sys.stdout.write('summary'); sys.stderr.write('progress'); "
+               "exit_without_teardown()")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=False, env=buffered)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "summary", "progress")
 
 
 def test_a_workflow_job_keeps_its_info_and_progress_off_the_shared_console(tmp_path, capsys,
