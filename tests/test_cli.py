@@ -1,9 +1,12 @@
 """The peftsum command as a user meets it: --help, --version, and summarize's input."""
 
+import io
 import json
 import logging
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -36,18 +39,57 @@ def test_version(capsys):
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"peftsum {__version__}"
 
 
-def test_summarize_without_input_is_a_one_line_error_not_a_wait(tmp_path, capsys, monkeypatch):
+def run_without_base_model(tmp_path):
+    """A run folder whose run.json reads, but whose base model is missing: loading it fails."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({
         "name": "lora", "method": {"kind": "lora"}, "template": {},
         "base_model": {"dir": str(tmp_path / "nowhere"), "name": "x", "weights_sha256": "0"}}))
+    return run
+
+
+def test_summarize_without_input_is_a_one_line_error_not_a_wait(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin.read", lambda: pytest.fail("read standard input"))
     with pytest.raises(SystemExit) as done:
-        main(["summarize", "--run", str(run)])
+        main(["summarize", "--run", str(run_without_base_model(tmp_path))])
     err = capsys.readouterr().err
     assert done.value.code == 1 and "--input -" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_summarize_announces_the_slow_load_on_standard_error(tmp_path, capsys):
+    run = run_without_base_model(tmp_path)
+    (tmp_path / "article.txt").write_text("An article.")
+    with pytest.raises(SystemExit):
+        main(["summarize", "--run", str(run), "--input", str(tmp_path / "article.txt")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert f"loading the run {run}" in lines[0] and "base model" in lines[-1]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_summarize_asks_for_the_article_only_at_a_terminal(tmp_path, capsys, monkeypatch,
+                                                           terminal):
+    monkeypatch.setattr("sys.stdin", (Terminal if terminal else io.StringIO)("An article."))
+    with pytest.raises(SystemExit):
+        main(["summarize", "--run", str(run_without_base_model(tmp_path)), "--input", "-"])
+    first = capsys.readouterr().err.splitlines()[0]
+    assert ("Ctrl-D" in first) == terminal
+
+
+def test_the_process_ends_after_its_output_is_written():
+    program = ("import sys; from peftsum.__main__ import exit_without_teardown; "
+               "sys.stdout.write('summary'); sys.stderr.write('progress'); "
+               "exit_without_teardown()")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=False, env=buffered)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "summary", "progress")
 
 
 def test_a_workflow_job_keeps_its_info_and_progress_off_the_shared_console(tmp_path, capsys,

@@ -76,6 +76,8 @@ def test_corrupted_or_mismatched_run_gives_one_line_errors(smoke_workflow, tmp_p
         restore.load_run(run_dir(smoke_workflow, "lora"), other)
 
     (broken / "run.json").write_text("{not json")
-    done = subprocess.run([sys.executable, "-m", "peftsum", "summarize", "--run", str(broken)],
-                          capture_output=True, text=True, check=False)
+    article = tmp_path / "article.txt"
+    article.write_text("An article.")
+    done = subprocess.run([sys.executable, "-m", "peftsum", "summarize", "--run", str(broken),
+                           "--input", str(article)], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "corrupt" in done.stderr and "Traceback" not in done.stderr

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import torch
-from rouge_score import rouge_scorer
 from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
@@ -159,6 +158,9 @@ def _score_from_cache(owner, cache, start: greedy.Prefilled, rows: list[dict], d
 
 def rouge_per_example(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
     """F1 x 100 with stemming; rougeLsum on newline-split sentences, rougeL without."""
+    # Here, not at the top: rouge_score imports nltk, which summarize and export never use.
+    from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
     rows = []
     for pred, ref in zip(predictions, references):
