@@ -5,8 +5,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -58,6 +56,14 @@ def test_summarize_without_input_is_a_one_line_error_not_a_wait(tmp_path, capsys
     assert len(err.strip().splitlines()) == 1
 
 
+def test_summarize_checks_the_run_before_reading_standard_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.read", lambda: pytest.fail("read standard input"))
+    with pytest.raises(SystemExit) as done:
+        main(["summarize", "--run", str(tmp_path / "no_run"), "--input", "-"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and "no_run" in err and len(err.strip().splitlines()) == 1
+
+
 def test_summarize_announces_the_slow_load_on_standard_error(tmp_path, capsys):
     run = run_without_base_model(tmp_path)
     (tmp_path / "article.txt").write_text("An article.")
@@ -80,16 +86,6 @@ def test_summarize_asks_for_the_article_only_at_a_terminal(tmp_path, capsys, mon
         main(["summarize", "--run", str(run_without_base_model(tmp_path)), "--input", "-"])
     first = capsys.readouterr().err.splitlines()[0]
     assert ("Ctrl-D" in first) == terminal
-
-
-def test_the_process_ends_after_its_output_is_written():
-    program = ("import sys; from peftsum.__main__ import exit_without_teardown; "
-               "sys.stdout.write('summary'); sys.stderr.write('progress'); "
-               "exit_without_teardown()")
-    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          check=False, env=buffered)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "summary", "progress")
 
 
 def test_a_workflow_job_keeps_its_info_and_progress_off_the_shared_console(tmp_path, capsys,

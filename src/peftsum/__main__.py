@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from peftsum import __version__, stages
+from peftsum import __version__, paths, records, stages
 from peftsum.errors import UserError
 from peftsum.files import write_atomic
 
@@ -69,6 +68,7 @@ def _summarize(args: argparse.Namespace) -> None:
     """Every input and option is checked, and the input read, before transformers is imported
     (seconds); that import with the model's loading, then generation, are each announced on
     standard error, where a user would otherwise wait in silence."""
+    records.read_run(paths.run_json(Path(args.run)))  # a wrong --run before any typing
     _check_output(args.output)
     if args.input is None:
         raise UserError("summarize: give --input FILE (text or .jsonl), or --input - to read "
@@ -217,18 +217,6 @@ def main(argv: list[str] | None = None) -> None:
         if not distributed.is_main():
             logging.getLogger().setLevel(logging.WARNING)  # only rank 0 logs
         args.func(args)
-    if argv is None and args.command == "summarize":  # a program, not a caller of main()
-        exit_without_teardown()
-
-
-def exit_without_teardown() -> None:
-    """End the process once standard output and error are flushed (the log handlers flush
-    each record), without the interpreter's teardown: unloading torch, transformers and the
-    model took 1-1.5 s after a summary, about a tenth of summarizing one article on a CPU,
-    for nothing the user gets."""
-    sys.stdout.flush()
-    sys.stderr.flush()  # a progress bar's last line has no newline
-    os._exit(0)
 
 
 if __name__ == "__main__":
