@@ -6,7 +6,8 @@ Prints Markdown: a header naming the date, commit and machine of the runs (from 
 provenance) and COMMAND, the command that made RESULTS_DIR; then one row per line of
 RESULTS_DIR/metrics.tsv: test loss, each ROUGE score with its 95 % bootstrap interval (labels and
 digits from peftsum.metrics), trainable parameters, training time and the share of summaries cut
-off at max_new_tokens. Paste it between the README's results markers.
+off at max_new_tokens; then the findings of RESULTS_DIR's report, as the report words them.
+Paste it between the README's results markers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from peftsum import records
+from peftsum import paths, records
 from peftsum.metrics import ROUGE
 
 MISSING = "—"
@@ -62,11 +63,25 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def inside(results: Path, pattern: str) -> Path:
+    """The file `pattern` (a paths pattern under paths.RESULTS) of the experiment in results."""
+    return results / Path(pattern).relative_to(paths.RESULTS)
+
+
+def findings(results: Path) -> list[str]:
+    """The bullets of the report's Findings section."""
+    lines = inside(results, paths.REPORT_MD).read_text().splitlines()
+    start = lines.index("## Findings") + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("## "))
+    return ["What the report found:", "", *(line for line in lines[start:end] if line.strip())]
+
+
 def main(results_dir: str, command: str) -> None:
     results = Path(results_dir)
-    with open(results / "metrics.tsv", newline="") as handle:
+    with open(inside(results, paths.TABLE_TSV), newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    print("\n".join([provenance_header(results, command), "", *table(rows)]))
+    print("\n".join([provenance_header(results, command), "", *table(rows), "",
+                      *findings(results)]))
 
 
 if __name__ == "__main__":
