@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import warnings
 
 import pytest
 
@@ -97,12 +98,17 @@ def test_a_workflow_job_keeps_its_info_and_progress_off_the_shared_console(tmp_p
         stages.setup_logging(tmp_path / "job.log")
         logging.getLogger("peftsum.test").info("step row")
         logging.getLogger("peftsum.test").warning("careful")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("a library's deprecation", FutureWarning, stacklevel=1)
         for handler in root.handlers:
             handler.flush()
     finally:
+        logging.captureWarnings(False)
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
     err = capsys.readouterr().err
-    assert "careful" in err and "step row" not in err
-    assert "step row" in (tmp_path / "job.log").read_text()
+    assert "careful" in err and "step row" not in err and "deprecation" not in err
+    log = (tmp_path / "job.log").read_text()
+    assert "step row" in log and "a library's deprecation" in log
     assert os.environ["TQDM_DISABLE"] == "1"

@@ -33,13 +33,16 @@ log = logging.getLogger("peftsum")
 
 def setup_logging(log_file: str | Path | None) -> None:
     """Log to standard error, or, for a workflow job (log_file), to its log file with only
-    warnings and errors on the console that its parallel jobs share; such a job shows no
-    progress bars either (two jobs' bars interleave on one console line; its log file has
-    the loop's rows)."""
+    our warnings and errors on the console that its parallel jobs share: a library's Python
+    warnings (deprecations inside transformers and peft) go to the log file alone. Such a job
+    shows no progress bars either (two jobs' bars interleave on one console line; its log
+    file has the loop's rows)."""
     console = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
     if log_file:
         console.setLevel(logging.WARNING)
+        logging.captureWarnings(True)
+        console.addFilter(lambda record: record.name != "py.warnings")
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
         # tqdm reads its TQDM_* settings when imported, which the stages do after this.
