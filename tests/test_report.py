@@ -983,3 +983,27 @@ def test_main_results_as_a_booktabs_latex_table(rendered):
     assert len(body) == len(quality) - 1  # one row per system
     assert body[0].split(" & ")[0] == quality[1][0].replace("_", "\\_")
     assert "zero\\_shot" in tex and "zero_shot" not in tex
+
+
+def lead3_pair(name: str, p: float, diff: float) -> dict:
+    return significance_pair(name, "lead3", p, diff) | {"family": aggregate.VERDICT,
+                                                       "design": "checkpoints"}
+
+
+def test_each_trained_method_is_said_against_the_strongest_baseline():
+    # The demo's shape: lora best, last_layers next, lead3 the strongest baseline between them.
+    methods = [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
+               for name, kind, mean in (("lora", "lora", 27.6), ("last_layers", "ll", 25.0),
+                                        ("lead3", "baseline", 24.5), ("prompt_tuning", "pt", 23.8),
+                                        ("zero_shot", "baseline", 20.7))]
+    pairs = [lead3_pair("lora", 0.04, 3.1), lead3_pair("last_layers", 0.9, 0.5),
+             significance_pair("lead3", "prompt_tuning", 0.9, 0.7) | {"design": "checkpoints"}]
+    assert report.strongest_baseline_sentence(methods, pairs) == (
+        "Against lead3, the strongest baseline (one checkpoint each, on these test articles: "
+        "nothing about seed variance), on ROUGE-L: lora's lead over lead3 is significant "
+        "(p = 0.040 after Holm's correction, Δ = +3.10); last_layers and lead3 cannot be told "
+        "apart (p = 0.900 after Holm's correction, Δ = +0.50); lead3 and prompt_tuning cannot "
+        "be told apart (p = 0.900 after Holm's correction, Δ = +0.70).")
+    # The untrained model as the strongest baseline: the floor sentence says these pairs.
+    without_lead3 = [m for m in methods if m["name"] != "lead3"]
+    assert report.strongest_baseline_sentence(without_lead3, pairs) == ""

@@ -535,6 +535,7 @@ def findings(
         takeaway_sentence(methods, rows),
         best_rouge_sentence(methods),
         significance_sentence(methods, pairs),
+        strongest_baseline_sentence(methods, pairs),
         floor_sentence(methods, pairs),
         other_trained_pairs_sentence(methods, pairs),
         cheapest_sentence(rows),
@@ -738,6 +739,28 @@ def power_sentence(pairs: list[dict]) -> str:
         return text + missed_text + ("is too small for more seeds or more test articles alone "
                                      "to find with 80 % power.")
     return text + missed_text + f"would need {' or '.join(needs)} to be found with 80 % power."
+
+
+def strongest_baseline_sentence(methods: list[dict], pairs: list[dict]) -> str:
+    """Each trained method against the strongest baseline, the verdicts' other half, where that
+    baseline is not the untrained model (the floor sentence says those) and the pair is not the
+    best against the runner-up (significance_sentence says that one)."""
+    scored = ranked_by_rouge_l(methods)
+    trained = trained_names(methods)
+    strongest = next((m["name"] for m in scored if m["name"] not in trained), None)
+    if strongest in (None, aggregate.UNTRAINED):
+        return ""
+    told = {m["name"] for m in scored[:2]}
+    said = [pair for name in trained if {name, strongest} != told
+            and (pair := find_pair(pairs, name, strongest))
+            and pair.get("rougeL_p_holm") is not None]
+    if not said:
+        return ""
+    clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p) for p in said]
+    scope = (" (one checkpoint each, on these test articles: nothing about seed variance)"
+             if all(p.get("design") == "checkpoints" for p in said) else "")
+    return (f"Against {strongest}, the strongest baseline{scope}, on ROUGE-L: "
+            + "; ".join(clauses) + ".")
 
 
 def other_trained_pairs_sentence(methods: list[dict], pairs: list[dict]) -> str:
