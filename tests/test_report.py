@@ -999,8 +999,8 @@ def test_each_trained_method_is_said_against_the_strongest_baseline():
     pairs = [lead3_pair("lora", 0.04, 3.1), lead3_pair("last_layers", 0.9, 0.5),
              significance_pair("lead3", "prompt_tuning", 0.9, 0.7) | {"design": "checkpoints"}]
     assert report.strongest_baseline_sentence(methods, pairs) == (
-        "Against lead3, the strongest baseline (one checkpoint each, on these test articles: "
-        "nothing about seed variance), on ROUGE-L: lora's lead over lead3 is significant "
+        "Against lead3, the strongest baseline (one checkpoint per method, on these test "
+        "articles: nothing about seed variance), on ROUGE-L: lora's lead over lead3 is significant "
         "(p = 0.040 after Holm's correction, Δ = +3.10); last_layers and lead3 cannot be told "
         "apart (p = 0.900 after Holm's correction, Δ = +0.50); lead3 and prompt_tuning cannot "
         "be told apart (p = 0.900 after Holm's correction, Δ = +0.70).")

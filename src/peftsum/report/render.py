@@ -757,8 +757,8 @@ def strongest_baseline_sentence(methods: list[dict], pairs: list[dict]) -> str:
     if not said:
         return ""
     clauses = [pair_verdict(f"{p['system_a']}'s", p["system_a"], p["system_b"], p) for p in said]
-    scope = (" (one checkpoint each, on these test articles: nothing about seed variance)"
-             if all(p.get("design") == "checkpoints" for p in said) else "")
+    scope = (" (one checkpoint per method, on these test articles: nothing about seed "
+             "variance)" if all(p.get("design") == "checkpoints" for p in said) else "")
     return (f"Against {strongest}, the strongest baseline{scope}, on ROUGE-L: "
             + "; ".join(clauses) + ".")
 
