@@ -613,16 +613,26 @@ def test_the_floor_is_a_finding(rendered):
                 f"Δ = {pair['rougeL_diff']:+.2f}") in floor
 
 
+def checkpoint_pair(a: str, b: str, p: float, diff: float, family: str) -> dict:
+    """A pair of single runs (one seed each) in `family`."""
+    return significance_pair(a, b, p, diff) | {"family": family, "design": "checkpoints"}
+
+
 def floor_pair(a: str, p: float, diff: float, family: str = aggregate.FLOOR) -> dict:
-    return significance_pair(a, "zero_shot", p, diff) | {"family": family, "design": "checkpoints"}
+    return checkpoint_pair(a, "zero_shot", p, diff, family)
+
+
+def single_seed_methods(*systems: tuple[str, str, float]) -> list[dict]:
+    """Method rows from (name, kind, mean ROUGE-L), each trained with one seed."""
+    return [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
+            for name, kind, mean in systems]
 
 
 def test_the_floor_with_one_seed_compares_checkpoints():
     # The demo's shape: one seed, lead3 the strongest baseline and the best system.
-    methods = [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
-               for name, kind, mean in (("lead3", "baseline", 24.5), ("prompt_tuning", "pt", 23.8),
-                                        ("lora", "lora", 23.0), ("last_layers", "ll", 21.0),
-                                        ("zero_shot", "baseline", 20.7))]
+    methods = single_seed_methods(("lead3", "baseline", 24.5), ("prompt_tuning", "pt", 23.8),
+                                  ("lora", "lora", 23.0), ("last_layers", "ll", 21.0),
+                                  ("zero_shot", "baseline", 20.7))
     pairs = [floor_pair("prompt_tuning", 0.003, 3.13), floor_pair("lora", 0.006, 2.3),
              floor_pair("last_layers", 0.4, 0.3)]
     assert report.floor_sentence(methods, pairs) == (
@@ -635,10 +645,8 @@ def test_the_floor_with_one_seed_compares_checkpoints():
 
 
 def test_the_floor_is_said_once_where_the_untrained_model_is_the_strongest_baseline():
-    methods = [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
-               for name, kind, mean in (("lora", "lora", 29.0), ("prompt_tuning", "pt", 25.0),
-                                        ("zero_shot", "baseline", 22.0),
-                                        ("lead3", "baseline", 20.0))]
+    methods = single_seed_methods(("lora", "lora", 29.0), ("prompt_tuning", "pt", 25.0),
+                                  ("zero_shot", "baseline", 22.0), ("lead3", "baseline", 20.0))
     pairs = [significance_pair("lora", "prompt_tuning", 0.02, 4.0) | {"family": aggregate.VERDICT},
              floor_pair("lora", 0.001, 7.0, aggregate.VERDICT),
              floor_pair("prompt_tuning", 0.01, 3.0, aggregate.VERDICT)]
@@ -985,19 +993,14 @@ def test_main_results_as_a_booktabs_latex_table(rendered):
     assert "zero\\_shot" in tex and "zero_shot" not in tex
 
 
-def lead3_pair(name: str, p: float, diff: float) -> dict:
-    return significance_pair(name, "lead3", p, diff) | {"family": aggregate.VERDICT,
-                                                       "design": "checkpoints"}
-
-
 def test_each_trained_method_is_said_against_the_strongest_baseline():
     # The demo's shape: lora best, last_layers next, lead3 the strongest baseline between them.
-    methods = [{"name": name, "kind": kind, "rougeL_mean": mean, "n_seeds": 1}
-               for name, kind, mean in (("lora", "lora", 27.6), ("last_layers", "ll", 25.0),
-                                        ("lead3", "baseline", 24.5), ("prompt_tuning", "pt", 23.8),
-                                        ("zero_shot", "baseline", 20.7))]
-    pairs = [lead3_pair("lora", 0.04, 3.1), lead3_pair("last_layers", 0.9, 0.5),
-             significance_pair("lead3", "prompt_tuning", 0.9, 0.7) | {"design": "checkpoints"}]
+    methods = single_seed_methods(("lora", "lora", 27.6), ("last_layers", "ll", 25.0),
+                                  ("lead3", "baseline", 24.5), ("prompt_tuning", "pt", 23.8),
+                                  ("zero_shot", "baseline", 20.7))
+    pairs = [checkpoint_pair("lora", "lead3", 0.04, 3.1, aggregate.VERDICT),
+             checkpoint_pair("last_layers", "lead3", 0.9, 0.5, aggregate.VERDICT),
+             checkpoint_pair("lead3", "prompt_tuning", 0.9, 0.7, aggregate.VERDICT)]
     assert report.strongest_baseline_sentence(methods, pairs) == (
         "Against lead3, the strongest baseline (one checkpoint per method, on these test "
         "articles: nothing about seed variance), on ROUGE-L: lora's lead over lead3 is significant "
