@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -17,6 +18,7 @@ import yaml
 from peftsum.errors import UserError
 
 
+@functools.cache  # read by every validation and every section's dataclass; never mutated
 def load_schema() -> dict:
     text = resources.files("peftsum").joinpath("schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)

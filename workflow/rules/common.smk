@@ -77,6 +77,8 @@ SEEDS = config["training"]["seeds"]
 # Learning curves: every method again at each smaller training size (nested subsets).
 TRAIN_SIZES = config["data"]["train_sizes"]
 SELECTION = config["selection"]
+# Baselines that generate with the model (lead3 needs none).
+MODEL_BASELINES = ["zero_shot", "zero_shot_chat"]
 # threads: auto shares this machine's cores among the model jobs that can run at once: every
 # training run with the model baselines (which need no training), then as many evaluations,
 # or a sweep's grid points. A cluster's job has its cores to itself.
@@ -89,7 +91,7 @@ THREADS = peftsum_config.job_threads(
     ),
     max(
         len(METHODS) * len(SEEDS) * (1 + len(TRAIN_SIZES))
-        + len(set(config["evaluation"]["baselines"]) - {"lead3"}),
+        + len(set(config["evaluation"]["baselines"]) & set(MODEL_BASELINES)),
         sum(len(grid) for grid in GRIDS.values()),
     ),
 )
@@ -116,7 +118,7 @@ wildcard_constraints:
     split="|".join(SPLITS),
     model=MODEL,
     dataset=DATASET,
-    baseline="|".join(["zero_shot", "zero_shot_chat", "lead3"]),
+    baseline="|".join(MODEL_BASELINES + ["lead3"]),
 
 
 def trained_runs():
