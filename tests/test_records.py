@@ -3,12 +3,13 @@ metrics.json read and written only through peftsum.records."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from peftsum import paths, records
+from peftsum import metrics, paths, records
 from peftsum.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +74,10 @@ def test_an_evaluation_reads_and_writes_back_byte_for_byte(tmp_path, name):
     original = paths.metrics_json(FIXTURE / "eval" / name)
     records.write_metrics(tmp_path / "metrics.json", records.read_metrics(original))
     assert (tmp_path / "metrics.json").read_bytes() == original.read_bytes()
+
+
+def test_every_declared_metric_is_a_field_of_the_evaluation_record():
+    # metrics.py declares the metrics; the record must carry each, or evaluation's writer
+    # would drop a new one from metrics.json without a word.
+    fields = {f.name for f in dataclasses.fields(records.MetricsRecord)}
+    assert set(metrics.ROUGE_KEYS) <= fields
